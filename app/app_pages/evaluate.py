@@ -1,0 +1,6 @@
+"""Evaluate page."""
+
+import streamlit as st
+
+st.title("Evaluate")
+st.info("This page is being built.")

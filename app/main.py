@@ -1,0 +1,29 @@
+"""CoI Studio: the Streamlit entry point. It only routes; each page lives in app_pages/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run app/main.py` puts app/ on sys.path, not the project root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.state import init_state  # noqa: E402
+
+PAGES = Path(__file__).parent / "app_pages"
+
+st.set_page_config(page_title="CoI Studio", page_icon="🔗", layout="wide")
+init_state()
+navigation = st.navigation(
+    [
+        st.Page(PAGES / "data.py", title="Data", icon="📥", url_path="data", default=True),
+        st.Page(PAGES / "generate.py", title="Generate", icon="⚙️", url_path="generate"),
+        st.Page(PAGES / "review.py", title="Review", icon="✅", url_path="review"),
+        st.Page(PAGES / "train.py", title="Train", icon="🏋️", url_path="train"),
+        st.Page(PAGES / "evaluate.py", title="Evaluate", icon="📊", url_path="evaluate"),
+        st.Page(PAGES / "settings.py", title="Settings", icon="🔧", url_path="settings"),
+    ]
+)
+navigation.run()

@@ -1,0 +1,37 @@
+"""`coi`: headless use of the same functions the app calls.
+
+Each area registers its own subcommands (``register(subparsers)``) so the CLI stays a thin router.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from store.errors import CoiError
+
+COMMAND_MODULES = ["store.cli", "pipeline.cli", "training.cli", "eval.cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coi", description="CoI Studio: chain-of-instructions datasets.")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except CoiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: fast ROUGE-L, batched prediction, stepwise error analysis, reports."""

@@ -1,0 +1,217 @@
+"""The one shared pair that renders a CoI chain as the paper's text and parses text back into steps.
+
+The paper stores a chain as one Alpaca-style record::
+
+    {"instruction": "<instr 1> and then <instr 2>",
+     "input": "<input of step 1>",
+     "output": "Task 1 output and task 2 input: <out 1>\\nTask 2 output: <out 2>"}
+
+``parse_output`` is lossless on well-formed text: ``prefix + sep_1 + out_1 + ... + sep_n + out_n``
+gives back the text character for character, which is how imported records export unchanged.
+On model output it is robust: missing, merged, duplicated or out-of-order markers never raise;
+they are reported in ``issues`` and the step is left empty.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+JOINT = " and then "
+PROMPT_HEADER = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+)
+# Leading whitespace belongs to the separator so step outputs come out stripped on the left of markers.
+MARKER_RE = re.compile(
+    r"\s*Task\s*(\d+)\s*output(?:\s*and\s*task\s*(\d+)\s*input)?\s*:[ \t]*",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class ParsedOutput:
+    """Per-step outputs split from one text, with what is needed to rebuild it exactly."""
+
+    outputs: list[str]
+    separators: list[str]
+    prefix: str = ""
+    issues: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.issues
+
+
+def step_marker(k: int, n: int) -> str:
+    """The canonical marker in front of step ``k`` of ``n`` (no leading whitespace)."""
+    if k < n:
+        return f"Task {k} output and task {k + 1} input: "
+    return f"Task {k} output: "
+
+
+def canonical_separators(n: int) -> list[str]:
+    """Separators for a new chain of length ``n``: markers, each after the first on a new line."""
+    if n == 1:
+        return [""]
+    return [("" if k == 1 else "\n") + step_marker(k, n) for k in range(1, n + 1)]
+
+
+def render_output(outputs: list[str], separators: list[str] | None = None, prefix: str = "") -> str:
+    """Render step outputs as the paper's output text.
+
+    Args:
+        outputs: One output per step, in order.
+        separators: The marker text in front of each output; canonical ones if None or the wrong length.
+        prefix: Text before the first marker (kept only for exact round trips).
+    """
+    if not separators or len(separators) != len(outputs):
+        separators = canonical_separators(len(outputs))
+    return prefix + "".join(sep + out for sep, out in zip(separators, outputs))
+
+
+def join_instructions(instructions: list[str]) -> str:
+    """The chain's instruction: the steps' instructions joined with " and then "."""
+    return JOINT.join(instructions)
+
+
+def split_instruction(text: str) -> list[str]:
+    """Split a chain instruction on its " and then " joints (exact, so joining restores it)."""
+    return text.split(JOINT)
+
+
+def parse_output(text: str, n_steps: int | None = None) -> ParsedOutput:
+    """Split an output text into per-step outputs.
+
+    Args:
+        text: The paper's output text, or a model's generation.
+        n_steps: The expected number of steps; None infers it from the markers (import).
+
+    Returns:
+        A ParsedOutput. ``issues`` is empty exactly when the markers are 1..n in order.
+    """
+    text = text or ""
+    matches = list(MARKER_RE.finditer(text))
+    numbers = [int(m.group(1)) for m in matches]
+    n = n_steps if n_steps is not None else (max(numbers) if numbers else 1)
+    if not matches:
+        return _unmarked(text, n)
+    if numbers == list(range(1, n + 1)):
+        return _in_order(text, matches)
+    return _salvage(text, matches, n)
+
+
+def _unmarked(text: str, n: int) -> ParsedOutput:
+    if n == 1:
+        return ParsedOutput([text], [""])
+    # Without markers the text is taken as the final answer; earlier steps are unknown.
+    outputs = [""] * (n - 1) + [text.strip()]
+    return ParsedOutput(outputs, [""] * n, issues=["missing step markers"])
+
+
+def _in_order(text: str, matches: list[re.Match]) -> ParsedOutput:
+    ends = [m.start() for m in matches[1:]] + [len(text)]
+    outputs = [text[m.end() : end] for m, end in zip(matches, ends)]
+    prefix = text[: matches[0].start()]
+    issues = ["extra text before the first marker"] if prefix.strip() else []
+    return ParsedOutput(outputs, [m.group(0) for m in matches], prefix=prefix, issues=issues)
+
+
+def _salvage(text: str, matches: list[re.Match], n: int) -> ParsedOutput:
+    outputs: list[str | None] = [None] * n
+    separators = [""] * n
+    issues: list[str] = []
+    ends = [m.start() for m in matches[1:]] + [len(text)]
+    numbers = [int(m.group(1)) for m in matches]
+    if numbers != sorted(numbers):
+        issues.append("step markers out of order")
+    for m, end in zip(matches, ends):
+        k = int(m.group(1))
+        if not 1 <= k <= n:
+            issues.append(f"unexpected step number {k}")
+        elif outputs[k - 1] is not None:
+            issues.append(f"duplicate marker for step {k}")
+        else:
+            outputs[k - 1] = text[m.end() : end].strip()
+            separators[k - 1] = m.group(0)
+    missing = [k + 1 for k, out in enumerate(outputs) if out is None]
+    if missing:
+        issues.append("missing marker for step " + ", ".join(map(str, missing)))
+    prefix = text[: matches[0].start()]
+    if prefix.strip():
+        issues.append("extra text before the first marker")
+    return ParsedOutput([o or "" for o in outputs], separators, prefix=prefix, issues=issues)
+
+
+def render_prompt(instruction: str, input_text: str) -> str:
+    """The Alpaca-style prompt that training and evaluation share (the model writes the response)."""
+    parts = [PROMPT_HEADER, f"### Instruction:\n{instruction}"]
+    if input_text:
+        parts.append(f"### Input:\n{input_text}")
+    parts.append("### Response:\n")
+    return "\n\n".join(parts)
+
+
+def chain_prompt(instructions: list[str], input_text: str) -> str:
+    """The prompt for a whole chain in one go (the paper's setting)."""
+    return render_prompt(join_instructions(instructions), input_text)
+
+
+@dataclass
+class ParsedRecord:
+    """A paper record split into steps, with the format details an exact export needs."""
+
+    instructions: list[str]
+    input: str
+    outputs: list[str]
+    format: dict
+    issues: list[str]
+
+    @property
+    def length(self) -> int:
+        return len(self.outputs)
+
+
+def parse_record(record: dict) -> ParsedRecord:
+    """Split a paper record ``{"instruction", "input", "output"}`` into ordered steps.
+
+    Records that cannot be split cleanly still come back whole: ``issues`` says why, and
+    ``format["raw"]`` keeps the original record so an unchanged chain exports exactly.
+    """
+    parsed = parse_output(record.get("output") or "")
+    instructions = split_instruction(record.get("instruction") or "")
+    n = len(parsed.outputs)
+    issues = list(parsed.issues)
+    fmt: dict = {"prefix": parsed.prefix, "separators": parsed.separators}
+    if len(instructions) != n:
+        issues.append(f"instruction has {len(instructions)} part(s) but the output has {n} step(s)")
+        instructions = _fit_instructions(instructions, n)
+    if issues:
+        fmt["raw"] = {k: record.get(k) for k in ("instruction", "input", "output")}
+    return ParsedRecord(instructions, record.get("input") or "", parsed.outputs, fmt, issues)
+
+
+def _fit_instructions(parts: list[str], n: int) -> list[str]:
+    if len(parts) > n:
+        return parts[: n - 1] + [JOINT.join(parts[n - 1 :])]
+    return parts + [""] * (n - len(parts))
+
+
+def render_record(
+    instructions: list[str], input_text: str, outputs: list[str], fmt: dict | None = None
+) -> dict:
+    """Render steps back into a paper record, reusing the imported format when it still applies."""
+    fmt = fmt or {}
+    raw = fmt.get("raw")
+    if raw and _same_as_raw(raw, instructions, input_text, outputs):
+        return dict(raw)
+    return {
+        "instruction": join_instructions(instructions),
+        "input": input_text,
+        "output": render_output(outputs, fmt.get("separators"), fmt.get("prefix", "")),
+    }
+
+
+def _same_as_raw(raw: dict, instructions: list[str], input_text: str, outputs: list[str]) -> bool:
+    again = parse_record(raw)
+    return again.instructions == instructions and again.input == input_text and again.outputs == outputs

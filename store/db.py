@@ -1,0 +1,247 @@
+"""Database connection, schema and forward migrations (sqlite-utils, WAL, foreign keys on).
+
+Open a short-lived connection per unit of work with ``open_db()``; never cache one across
+Streamlit sessions. Migrations are append-only: add a new ``m0NN_what`` function at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from store.errors import CoiError
+
+DEFAULT_DB = Path("data") / "coi.db"
+migrations = Migrations("coi")
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def default_db_path() -> Path:
+    """The database path: ``$COI_DB`` if set, else ``data/coi.db``."""
+    return Path(os.environ.get("COI_DB") or DEFAULT_DB)
+
+
+def utcnow() -> str:
+    """Current UTC time as an ISO-8601 string (sortable, second precision plus micros)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def connect(path: str | Path | None = None, *, migrate: bool = True) -> sqlite_utils.Database:
+    """Open the database at ``path`` (default: ``default_db_path()``), migrated to the latest schema.
+
+    Raises:
+        CoiError: if the file cannot be opened as a SQLite database.
+    """
+    path = Path(path) if path else default_db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:
+        raise CoiError(
+            f"Cannot open database {path}: {exc}", "Point $COI_DB or --db at a SQLite file."
+        ) from exc
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    db = sqlite_utils.Database(conn)
+    if migrate:
+        _migrate_once(db, str(path.resolve()))
+    return db
+
+
+@contextmanager
+def open_db(path: str | Path | None = None) -> Iterator[sqlite_utils.Database]:
+    """A connection for one unit of work, closed afterwards."""
+    db = connect(path)
+    try:
+        yield db
+    finally:
+        db.conn.close()
+
+
+def _migrate_once(db: sqlite_utils.Database, key: str) -> None:
+    if key in _migrated:
+        return
+    with _migrate_lock:
+        migrations.apply(db)
+        _migrated.add(key)
+
+
+def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Names of the applied migrations, oldest first."""
+    return [m.name for m in migrations.applied(db)]
+
+
+def _exec(db: sqlite_utils.Database, *statements: str) -> None:
+    for sql in statements:
+        db.execute(sql)
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    _exec(
+        db,
+        """CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY,
+            content_hash TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL DEFAULT '',
+            category TEXT NOT NULL DEFAULT '',
+            instruction TEXT NOT NULL,
+            short_instruction TEXT,
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL DEFAULT '',
+            meta TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX idx_tasks_category ON tasks(category)",
+        "CREATE INDEX idx_tasks_source ON tasks(source)",
+        """CREATE TABLE compositions (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            task_ids TEXT,
+            length INTEGER NOT NULL,
+            verdict TEXT,
+            reason TEXT,
+            confidence REAL,
+            llm_call_id INTEGER REFERENCES llm_calls(id),
+            source TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL)""",
+        "CREATE INDEX idx_compositions_verdict ON compositions(verdict)",
+        """CREATE TABLE chains (
+            id INTEGER PRIMARY KEY,
+            composition_id INTEGER REFERENCES compositions(id),
+            content_hash TEXT NOT NULL UNIQUE,
+            length INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'proposed'
+                CHECK (status IN ('proposed', 'needs_review', 'accepted', 'rejected')),
+            version INTEGER NOT NULL DEFAULT 1,
+            reviewer TEXT,
+            source TEXT NOT NULL DEFAULT '',
+            category TEXT NOT NULL DEFAULT '',
+            meta TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL)""",
+        "CREATE INDEX idx_chains_status_id ON chains(status, id)",
+        "CREATE INDEX idx_chains_status_length ON chains(status, length)",
+        "CREATE INDEX idx_chains_composition ON chains(composition_id)",
+        "CREATE INDEX idx_chains_source ON chains(source)",
+        "CREATE INDEX idx_chains_category ON chains(category)",
+        """CREATE TABLE steps (
+            id INTEGER PRIMARY KEY,
+            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            task_id INTEGER REFERENCES tasks(id),
+            instruction TEXT NOT NULL DEFAULT '',
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL DEFAULT '',
+            origin TEXT NOT NULL DEFAULT 'gold' CHECK (origin IN ('gold', 'llm', 'human')),
+            stale INTEGER NOT NULL DEFAULT 0,
+            flag TEXT,
+            llm_call_id INTEGER REFERENCES llm_calls(id),
+            UNIQUE (chain_id, position))""",
+        "CREATE INDEX idx_steps_stale ON steps(stale, chain_id)",
+        """CREATE TABLE edits (
+            id INTEGER PRIMARY KEY,
+            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+            position INTEGER,
+            field TEXT NOT NULL,
+            old TEXT,
+            new TEXT,
+            author TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            at TEXT NOT NULL)""",
+        "CREATE INDEX idx_edits_chain ON edits(chain_id, id)",
+        """CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+            reviewer TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('accept', 'reject', 'skip')),
+            reason TEXT NOT NULL DEFAULT '',
+            at TEXT NOT NULL)""",
+        "CREATE INDEX idx_reviews_chain ON reviews(chain_id, reviewer)",
+        "CREATE INDEX idx_reviews_reviewer ON reviews(reviewer)",
+        """CREATE TABLE llm_calls (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            model TEXT NOT NULL,
+            request TEXT NOT NULL,
+            response TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_ms REAL,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            error TEXT,
+            job_id INTEGER,
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE dataset_versions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL,
+            filter TEXT NOT NULL DEFAULT '{}',
+            split_sizes TEXT NOT NULL DEFAULT '{}',
+            path TEXT,
+            created_by TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE dataset_version_items (
+            version_id INTEGER NOT NULL REFERENCES dataset_versions(id) ON DELETE CASCADE,
+            split TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            chain_id INTEGER NOT NULL,
+            composition_id INTEGER,
+            length INTEGER NOT NULL,
+            record TEXT NOT NULL,
+            PRIMARY KEY (version_id, split, position))""",
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('train', 'eval', 'generate')),
+            name TEXT NOT NULL DEFAULT '',
+            config TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+            pid INTEGER,
+            progress REAL NOT NULL DEFAULT 0,
+            done INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '',
+            log_path TEXT,
+            heartbeat_at TEXT,
+            error TEXT,
+            result TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT)""",
+        "CREATE INDEX idx_jobs_kind_status ON jobs(kind, status)",
+        """CREATE TABLE metrics (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            at TEXT NOT NULL)""",
+        "CREATE INDEX idx_metrics_job ON metrics(job_id, name, step)",
+        """CREATE TABLE predictions (
+            id INTEGER PRIMARY KEY,
+            eval_run_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            chain_id INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            mode TEXT NOT NULL CHECK (mode IN ('chain', 'stepwise-gold', 'stepwise-own')),
+            prompt TEXT,
+            prediction TEXT NOT NULL DEFAULT '',
+            reference TEXT NOT NULL DEFAULT '',
+            rougeL REAL,
+            meta TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (eval_run_id, mode, chain_id, position))""",
+        "CREATE INDEX idx_predictions_chain ON predictions(eval_run_id, chain_id)",
+        """CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL)""",
+    )

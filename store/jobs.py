@@ -1,0 +1,171 @@
+"""Queries on background jobs (train, eval, generate) and their metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from store.db import utcnow
+from store.errors import CoiError
+from store.models import JOB_KINDS, JOB_STATUSES
+
+
+@dataclass
+class Job:
+    """A row of ``jobs``, with JSON columns decoded."""
+
+    id: int
+    kind: str
+    name: str
+    config: dict
+    status: str
+    pid: int | None
+    progress: float
+    done: int
+    total: int
+    message: str
+    log_path: str | None
+    heartbeat_at: str | None
+    error: str | None
+    result: dict = field(default_factory=dict)
+    created_at: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+
+def create_job(
+    db: sqlite_utils.Database, kind: str, config: dict, *, name: str = "", status: str = "queued"
+) -> int:
+    """Add a job row. ``config`` must hold no secrets: it is stored and shown as is."""
+    if kind not in JOB_KINDS:
+        raise CoiError(f"Unknown job kind {kind!r}", f"Use one of {', '.join(JOB_KINDS)}.")
+    cur = db.execute(
+        "INSERT INTO jobs (kind, name, config, status, created_at) VALUES (?,?,?,?,?)",
+        [kind, name, json.dumps(config, sort_keys=True), status, utcnow()],
+    )
+    return cur.lastrowid
+
+
+def _row_to_job(row: dict) -> Job:
+    row = dict(row)
+    row["config"] = json.loads(row["config"] or "{}")
+    row["result"] = json.loads(row["result"] or "{}")
+    return Job(**row)
+
+
+def get_job(db: sqlite_utils.Database, job_id: int) -> Job | None:
+    rows = list(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]))
+    return _row_to_job(rows[0]) if rows else None
+
+
+def list_jobs(
+    db: sqlite_utils.Database, *, kind: str | None = None, statuses: list[str] | None = None, limit: int = 100
+) -> list[Job]:
+    """Jobs, newest first."""
+    clauses, params = [], []
+    if kind:
+        clauses.append("kind = ?")
+        params.append(kind)
+    if statuses:
+        clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+        params += statuses
+    where = "WHERE " + " AND ".join(clauses) if clauses else ""
+    rows = db.query(f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+    return [_row_to_job(r) for r in rows]
+
+
+_UPDATABLE = {
+    "name",
+    "status",
+    "pid",
+    "progress",
+    "done",
+    "total",
+    "message",
+    "log_path",
+    "heartbeat_at",
+    "error",
+    "result",
+    "config",
+    "started_at",
+    "ended_at",
+}
+
+
+def update_job(db: sqlite_utils.Database, job_id: int, **fields) -> None:
+    """Set columns of a job. ``result`` and ``config`` may be dicts."""
+    bad = set(fields) - _UPDATABLE
+    if bad:
+        raise ValueError(f"not job columns: {sorted(bad)}")
+    if "status" in fields and fields["status"] not in JOB_STATUSES:
+        raise ValueError(f"bad job status {fields['status']!r}")
+    for key in ("result", "config"):
+        if isinstance(fields.get(key), dict):
+            fields[key] = json.dumps(fields[key], sort_keys=True)
+    sets = ", ".join(f"{k} = ?" for k in fields)
+    db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [*fields.values(), job_id])
+
+
+def finish_job(db: sqlite_utils.Database, job_id: int, status: str, *, error: str | None = None) -> bool:
+    """Move a still-active job to a final status; returns False if it had already ended."""
+    cur = db.execute(
+        "UPDATE jobs SET status = ?, error = COALESCE(?, error), ended_at = ? "
+        "WHERE id = ? AND status IN ('queued', 'running')",
+        [status, error, utcnow(), job_id],
+    )
+    return cur.rowcount == 1
+
+
+def heartbeat(
+    db: sqlite_utils.Database,
+    job_id: int,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    message: str | None = None,
+) -> None:
+    """Record that a job is alive, with its progress."""
+    fields: dict = {"heartbeat_at": utcnow()}
+    if done is not None:
+        fields["done"] = done
+    if total is not None:
+        fields["total"] = total
+    if message is not None:
+        fields["message"] = message
+    if done is not None and (total or 0) > 0:
+        fields["progress"] = min(1.0, done / total)
+    update_job(db, job_id, **fields)
+
+
+def add_metrics(db: sqlite_utils.Database, job_id: int, step: int, values: dict[str, float]) -> None:
+    """Append one row per metric for a step (loss, learning rate, tokens/s, ...)."""
+    now = utcnow()
+    rows = [(job_id, step, name, float(v), now) for name, v in values.items() if v is not None]
+    with db.atomic():
+        db.conn.executemany("INSERT INTO metrics (job_id, step, name, value, at) VALUES (?,?,?,?,?)", rows)
+
+
+def get_metrics(db: sqlite_utils.Database, job_id: int, names: list[str] | None = None) -> list[dict]:
+    """Metric rows of a job ordered by step: dicts with step, name, value, at."""
+    params: list = [job_id]
+    where = "job_id = ?"
+    if names:
+        where += f" AND name IN ({','.join('?' * len(names))})"
+        params += names
+    return list(
+        db.query(f"SELECT step, name, value, at FROM metrics WHERE {where} ORDER BY step, id", params)
+    )
+
+
+def job_counts(db: sqlite_utils.Database) -> dict[str, dict[str, int]]:
+    """{kind: {status: count}}."""
+    out: dict[str, dict[str, int]] = {}
+    for kind, status, n in db.execute("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status"):
+        out.setdefault(kind, {})[status] = n
+    return out

@@ -1,0 +1,123 @@
+"""Queries on single-instruction tasks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from store.db import utcnow
+from store.hashing import content_hash
+from store.models import Task
+
+
+@dataclass
+class InsertCounts:
+    """How an insert went: rows added and rows skipped as duplicates."""
+
+    added: int = 0
+    duplicates: int = 0
+
+
+def task_hash(task: Task) -> str:
+    """Dedupe key: the task's content, not where it came from."""
+    return content_hash([task.instruction, task.input, task.output])
+
+
+def insert_tasks(db: sqlite_utils.Database, tasks: list[Task]) -> InsertCounts:
+    """Insert tasks in one transaction, skipping ones whose content is already stored."""
+    counts = InsertCounts()
+    now = utcnow()
+    with db.atomic():
+        for task in tasks:
+            cur = db.execute(
+                """INSERT OR IGNORE INTO tasks
+                   (content_hash, source, name, category, instruction, short_instruction, input, output,
+                    meta, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)""",
+                [
+                    task_hash(task),
+                    task.source,
+                    task.name,
+                    task.category,
+                    task.instruction,
+                    task.short_instruction,
+                    task.input,
+                    task.output,
+                    json.dumps(task.meta),
+                    now,
+                ],
+            )
+            if cur.rowcount:
+                counts.added += 1
+                task.id = cur.lastrowid
+            else:
+                counts.duplicates += 1
+    return counts
+
+
+def _row_to_task(row: dict) -> Task:
+    return Task(
+        id=row["id"],
+        instruction=row["instruction"],
+        input=row["input"],
+        output=row["output"],
+        category=row["category"],
+        name=row["name"],
+        source=row["source"],
+        short_instruction=row["short_instruction"],
+        meta=json.loads(row["meta"] or "{}"),
+    )
+
+
+def get_tasks(db: sqlite_utils.Database, ids: list[int]) -> list[Task]:
+    """Tasks by id, in the order asked."""
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = {r["id"]: r for r in db.query(f"SELECT * FROM tasks WHERE id IN ({marks})", ids)}
+    return [_row_to_task(rows[i]) for i in ids if i in rows]
+
+
+def list_tasks(
+    db: sqlite_utils.Database,
+    *,
+    categories: list[str] | None = None,
+    search: str = "",
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Task]:
+    """A page of tasks, newest first, optionally filtered by category and text."""
+    where, params = _task_filter(categories, search)
+    sql = f"SELECT * FROM tasks {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+    return [_row_to_task(r) for r in db.query(sql, [*params, limit, offset])]
+
+
+def count_tasks(db: sqlite_utils.Database, *, categories: list[str] | None = None, search: str = "") -> int:
+    where, params = _task_filter(categories, search)
+    return db.execute(f"SELECT count(*) FROM tasks {where}", params).fetchone()[0]
+
+
+def _task_filter(categories: list[str] | None, search: str) -> tuple[str, list]:
+    clauses, params = [], []
+    if categories:
+        clauses.append(f"category IN ({','.join('?' * len(categories))})")
+        params.extend(categories)
+    if search:
+        clauses.append("(instruction LIKE ? OR input LIKE ? OR output LIKE ?)")
+        params.extend([f"%{search}%"] * 3)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def set_short_instruction(db: sqlite_utils.Database, task_id: int, short: str) -> None:
+    db.execute("UPDATE tasks SET short_instruction = ? WHERE id = ?", [short, task_id])
+
+
+def category_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    rows = db.execute("SELECT category, count(*) FROM tasks GROUP BY category ORDER BY 2 DESC").fetchall()
+    return dict(rows)
+
+
+def source_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    rows = db.execute("SELECT source, count(*) FROM tasks GROUP BY source ORDER BY 2 DESC").fetchall()
+    return dict(rows)
