@@ -1,0 +1,237 @@
+"""Background jobs as detached processes: launch, watch, cancel, re-attach.
+
+Kind-agnostic: training, evaluation and generation batches all run as
+``python -m <module> --job ID`` in their own process group, log to a file, and write their
+status, heartbeat and metrics to the database. A page reload or an app restart re-attaches by
+reading the job row and checking its pid; a process that died without saying so is marked failed
+with the end of its log and a plain-words reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from store.db import connect, default_db_path, utcnow
+from store.jobs import Job, finish_job, get_job, update_job
+
+# Popen objects of children started by this process, so they are reaped (no zombies) when they end.
+_children: dict[int, subprocess.Popen] = {}
+LOG_TAIL_LINES = 40
+
+
+def logs_dir() -> Path:
+    """Where job logs go: ``$COI_LOG_DIR`` or ``logs/`` beside the database."""
+    env = os.environ.get("COI_LOG_DIR")
+    return Path(env) if env else default_db_path().resolve().parent / "logs"
+
+
+def launch(
+    db: sqlite_utils.Database,
+    job_id: int,
+    module: str,
+    *,
+    extra_args: list[str] | None = None,
+    launcher: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``python -m module --job ID`` detached (new session), log to a file, record the pid.
+
+    Args:
+        db: The database the job row lives in (its path is passed to the child as $COI_DB).
+        job_id: The job's id.
+        module: The entry module, e.g. "training.run".
+        extra_args: More arguments for the module.
+        launcher: A prefix replacing ``python``, e.g. ``["accelerate", "launch", "--num_processes", "2"]``.
+        env: Extra environment variables for the child.
+
+    Returns:
+        The child's pid.
+    """
+    log_path = logs_dir() / f"job-{job_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [*(launcher or [sys.executable]), "-m", module, "--job", str(job_id), *(extra_args or [])]
+    child_env = {**os.environ, **(env or {}), "COI_DB": _db_file(db), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=child_env,
+            cwd=str(_project_root()),
+        )
+    _children[proc.pid] = proc
+    update_job(
+        db,
+        job_id,
+        status="running",
+        pid=proc.pid,
+        log_path=str(log_path),
+        started_at=utcnow(),
+        heartbeat_at=utcnow(),
+        error=None,
+        ended_at=None,
+    )
+    return proc.pid
+
+
+def _db_file(db: sqlite_utils.Database) -> str:
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def is_alive(pid: int | None) -> bool:
+    """True while the process runs (a finished child of ours is reaped, a zombie counts as dead)."""
+    if not pid:
+        return False
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
+    """Re-attach to a job: a 'running' job whose process is gone becomes 'failed' with its log tail."""
+    job = get_job(db, job_id)
+    if job is None or job.status != "running" or is_alive(job.pid):
+        return job
+    time.sleep(0.2)  # the child may be writing its own final status right now
+    job = get_job(db, job_id)
+    if job.status == "running":
+        tail = log_tail(job.log_path)
+        finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip())
+        job = get_job(db, job_id)
+    return job
+
+
+def cancel(db: sqlite_utils.Database, job_id: int, *, grace_s: float = 5.0) -> Job | None:
+    """Kill the job's whole process group (SIGTERM, then SIGKILL) and mark it cancelled."""
+    job = get_job(db, job_id)
+    if job is None or not job.active:
+        return job
+    if job.pid and is_alive(job.pid):
+        _kill_group(job.pid, grace_s)
+    finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
+    return get_job(db, job_id)
+
+
+def _kill_group(pid: int, grace_s: float) -> None:
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and is_alive(pid):
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    is_alive(pid)  # reap
+
+
+def group_alive(pid: int) -> bool:
+    """True if any process of the group led by ``pid`` still exists."""
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file ('' if there is none)."""
+    if not path or not Path(path).exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64_000))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+_REASONS = [
+    (
+        ("CUDA out of memory", "OutOfMemoryError", "MemoryError", "Killed"),
+        "Out of memory: lower the batch size or the max sequence length, or enable gradient checkpointing.",
+    ),
+    (
+        ("Torch not compiled with CUDA", "no CUDA GPUs are available", "CUDA driver", "NVIDIA driver"),
+        "CUDA is missing: this machine has no usable GPU; set the number of GPUs to 0 to train on the CPU.",
+    ),
+    (
+        ("CoiError", "ValueError", "KeyError", "TypeError", "config"),
+        "Bad configuration: see the log tail for the field at fault.",
+    ),
+]
+
+
+def explain_failure(log_text: str) -> str:
+    """A plain-words reason for a failed job, from its log."""
+    for needles, reason in _REASONS:
+        if any(n in log_text for n in needles):
+            return reason
+    if not log_text.strip():
+        return "The process ended without writing a log (killed from outside?)."
+    return "The process ended unexpectedly (killed, or crashed); see the log tail."
+
+
+def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
+    """The child side: run ``body(job_id)`` and record how it ended. Returns an exit code.
+
+    ``body`` returns the job's result dict. SIGTERM (cancel) ends it as 'cancelled'; an exception
+    ends it as 'failed' with the traceback, which also goes to the log.
+    """
+    signal.signal(signal.SIGTERM, _raise_cancelled)
+    db = connect()
+    update_job(db, job_id, status="running", pid=os.getpid(), heartbeat_at=utcnow())
+    try:
+        result = body(job_id) or {}
+    except JobCancelled:
+        finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
+        trace = traceback.format_exc()
+        print(trace, file=sys.stderr, flush=True)
+        finish_job(db, job_id, "failed", error=f"{explain_failure(trace)}\n\n{exc!r}")
+        return 1
+    update_job(db, job_id, result=result, progress=1.0)
+    finish_job(db, job_id, "succeeded")
+    return 0
+
+
+class JobCancelled(Exception):
+    """Raised inside a job process when it receives SIGTERM."""
+
+
+def _raise_cancelled(signum, frame) -> None:
+    raise JobCancelled()
