@@ -245,3 +245,33 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL)""",
     )
+
+
+@migrations()
+def m006_review(db: sqlite_utils.Database) -> None:
+    """Review: edit groups (version) and undo links on edits, queue indexes, full-text search on steps."""
+    _exec(
+        db,
+        # The chain version an edit produced: all rows of one save share it, so undo reverts them together.
+        "ALTER TABLE edits ADD COLUMN version INTEGER",
+        # The version an undo reverted (NULL for ordinary edits).
+        "ALTER TABLE edits ADD COLUMN undoes INTEGER",
+        "CREATE INDEX idx_chains_status_category_id ON chains(status, category, id)",
+        "CREATE INDEX idx_chains_status_source_id ON chains(status, source, id)",
+        "CREATE INDEX idx_chains_status_reviewer_id ON chains(status, reviewer, id)",
+        "CREATE INDEX idx_reviews_reviewer_chain ON reviews(reviewer, chain_id)",
+        """CREATE VIRTUAL TABLE steps_fts USING fts5(
+            instruction, input, output, content='steps', content_rowid='id')""",
+        """CREATE TRIGGER steps_fts_ai AFTER INSERT ON steps BEGIN
+            INSERT INTO steps_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output); END""",
+        """CREATE TRIGGER steps_fts_ad AFTER DELETE ON steps BEGIN
+            INSERT INTO steps_fts(steps_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output); END""",
+        """CREATE TRIGGER steps_fts_au AFTER UPDATE OF instruction, input, output ON steps BEGIN
+            INSERT INTO steps_fts(steps_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output);
+            INSERT INTO steps_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output); END""",
+        "INSERT INTO steps_fts(steps_fts) VALUES ('rebuild')",
+    )
