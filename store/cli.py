@@ -1,9 +1,130 @@
-"""`coi` subcommands of this area."""
+"""`coi init|import|export|stats`: the data commands, over the same functions the Data page calls."""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+from store.chains import count_chains, length_counts, status_counts
+from store.db import connect, default_db_path
+from store.export import EXPORT_FORMATS, export_chains
+from store.importers import FORMATS, IMPORT_STATUSES, FieldMapping, ImportOptions, import_file
+from store.jobs import job_counts
+from store.sample import load_sample_data
+from store.tasks import category_counts, count_tasks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's subcommands to the `coi` parser."""
+    p = subparsers.add_parser("init", help="create or migrate the database; load the sample data once")
+    _db_arg(p)
+    p.add_argument("--no-sample", action="store_true", help="do not load the built-in sample data")
+    p.set_defaults(func=cmd_init)
+
+    p = subparsers.add_parser("import", help="import tasks, or chains in the paper's CoI format")
+    p.add_argument("path", help="a .jsonl, .json, .csv file or a saved HF dataset folder")
+    _db_arg(p)
+    p.add_argument("--format", default="auto", choices=FORMATS)
+    p.add_argument("--status", default="proposed", choices=IMPORT_STATUSES, help="status of imported chains")
+    p.add_argument(
+        "--map", action="append", metavar="FIELD=COLUMN", help="field mapping, e.g. output=response"
+    )
+    p.add_argument("--max-mb", type=float, default=200, help="refuse files larger than this")
+    p.set_defaults(func=cmd_import)
+
+    p = subparsers.add_parser("export", help="export chains in the paper's format")
+    p.add_argument("path")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    _db_arg(p)
+    p.add_argument("--status", default="accepted", help="accepted (default), all, or another status")
+    p.add_argument("--with-meta", action="store_true", help="add chain_id, status, length, source, category")
+    p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("stats", help="counts of tasks, chains and jobs")
+    _db_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_stats)
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help="SQLite file (default: $COI_DB or data/coi.db)")
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    db = connect(args.db)
+    try:
+        note = "sample data not loaded"
+        if not args.no_sample:
+            rep = load_sample_data(db)
+            note = (
+                "sample data already loaded"
+                if rep.skipped
+                else f"loaded {rep.tasks} sample tasks, {rep.chains} chains"
+            )
+        print(
+            f"Database {args.db or default_db_path()} ready: {count_tasks(db)} tasks, {count_chains(db)} chains ({note})"
+        )
+    finally:
+        db.conn.close()
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    options = ImportOptions(
+        format=args.format,
+        mapping=FieldMapping.from_pairs(args.map),
+        status=args.status,
+        max_bytes=int(args.max_mb * 1024 * 1024),
+    )
+    db = connect(args.db)
+    try:
+        print(import_file(db, args.path, options).summary())
+    finally:
+        db.conn.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    db = connect(args.db)
+    try:
+        report = export_chains(
+            db, args.path, format=args.format, status=args.status, with_meta=args.with_meta
+        )
+    finally:
+        db.conn.close()
+    print(report.summary())
+    return 0
+
+
+def collect_stats(db) -> dict:
+    """Counts of tasks (total, by category), chains (by status, by length) and jobs (by kind and status)."""
+    return {
+        "tasks": count_tasks(db),
+        "tasks_by_category": category_counts(db),
+        "chains": count_chains(db),
+        "chains_by_status": status_counts(db),
+        "chains_by_length": {str(k): v for k, v in length_counts(db).items()},
+        "jobs": job_counts(db),
+    }
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    db = connect(args.db)
+    try:
+        stats = collect_stats(db)
+    finally:
+        db.conn.close()
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+        return 0
+    print(f"tasks: {stats['tasks']} in {len(stats['tasks_by_category'])} categories")
+    print(f"chains: {stats['chains']}")
+    print("  by status: " + _pairs(stats["chains_by_status"]))
+    print("  by length: " + _pairs(stats["chains_by_length"]))
+    jobs = {f"{kind}/{status}": n for kind, by in stats["jobs"].items() for status, n in by.items()}
+    print("jobs: " + (_pairs(jobs) or "none"))
+    return 0
+
+
+def _pairs(counts: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in counts.items())

@@ -121,3 +121,13 @@ def category_counts(db: sqlite_utils.Database) -> dict[str, int]:
 def source_counts(db: sqlite_utils.Database) -> dict[str, int]:
     rows = db.execute("SELECT source, count(*) FROM tasks GROUP BY source ORDER BY 2 DESC").fetchall()
     return dict(rows)
+
+
+def task_ids_by_hash(db: sqlite_utils.Database, hashes: list[str]) -> dict[str, int]:
+    """{content hash: task id} for the stored tasks among ``hashes`` (finds tasks skipped as duplicates)."""
+    out: dict[str, int] = {}
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        out.update(db.execute(f"SELECT content_hash, id FROM tasks WHERE content_hash IN ({marks})", chunk))
+    return out
