@@ -1,0 +1,705 @@
+"""Review-time queries: the queue, edits with stale propagation, decisions, undo and history.
+
+Every change goes through ``apply_changes``: one transaction that first bumps ``chains.version``
+with optimistic locking (``UPDATE chains SET version = version + 1 WHERE id = ? AND version = ?``;
+the row count decides), then writes each changed field and an ``edits`` row with its old and new
+value. All rows of one change share the version it produced, so undo reverts them together, and
+the original LLM output stays recoverable from the edit log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from store.db import utcnow
+from store.errors import CoiError
+from store.models import CHAIN_STATUSES, Chain
+from store.settings import get_setting
+
+STEP_FIELDS = ("output", "input", "origin", "stale", "llm_call_id")
+CHAIN_FIELDS = ("status", "reviewer")
+DECISIONS = ("accept", "reject", "skip")
+SORTS = ("newest", "oldest", "least_confident", "most_confident", "random")
+REJECT_TAGS = ("", "wrong output", "steps do not chain", "unsafe", "duplicate", "low quality", "other")
+OPEN_STATUSES = ("proposed", "needs_review")
+DOUBLE_REVIEW_KEY = "review_double"
+COUNT_CAP = 10_000
+
+
+class ConflictError(CoiError):
+    """Someone else changed the chain since this reviewer loaded it.
+
+    Attributes:
+        chain_id: The chain.
+        expected_version: The version this reviewer saw.
+        current_version: The version now stored.
+        changes: The edits made since ``expected_version`` (the other reviewer's change).
+    """
+
+    def __init__(self, chain_id: int, expected_version: int, current_version: int, changes: list[EditRow]):
+        authors = ", ".join(sorted({c.author or "someone" for c in changes})) or "someone"
+        super().__init__(
+            f"Chain #{chain_id} was changed by {authors} (version {expected_version} -> {current_version}) "
+            "since you opened it; your change was not saved.",
+            "Look at their change below, then Reload the chain and redo yours if still needed.",
+        )
+        self.chain_id = chain_id
+        self.expected_version = expected_version
+        self.current_version = current_version
+        self.changes = changes
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field to set: a step field when ``position`` is given, else a chain field."""
+
+    field: str
+    new: str | None
+    position: int | None = None
+
+
+@dataclass
+class EditRow:
+    """One row of a chain's edit log."""
+
+    id: int
+    chain_id: int
+    position: int | None
+    field: str
+    old: str | None
+    new: str | None
+    author: str
+    reason: str
+    at: str
+    version: int | None
+    undoes: int | None
+
+
+# ----------------------------------------------------------------------------------------------- changes
+
+
+def _current_version(db: sqlite_utils.Database, chain_id: int) -> int:
+    row = db.execute("SELECT version FROM chains WHERE id = ?", [chain_id]).fetchone()
+    if row is None:
+        raise CoiError(f"Chain #{chain_id} does not exist", "Reload the queue.")
+    return row[0]
+
+
+def _bump_version(db: sqlite_utils.Database, chain_id: int, expected_version: int) -> int:
+    cur = db.execute(
+        "UPDATE chains SET version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
+        [utcnow(), chain_id, expected_version],
+    )
+    if cur.rowcount != 1:
+        current = _current_version(db, chain_id)
+        raise ConflictError(chain_id, expected_version, current, edits_since(db, chain_id, expected_version))
+    return expected_version + 1
+
+
+def _read_field(db: sqlite_utils.Database, chain_id: int, change: Change) -> str | None:
+    if change.position is None:
+        if change.field not in CHAIN_FIELDS:
+            raise ValueError(f"not a chain field: {change.field}")
+        row = db.execute(f"SELECT {change.field} FROM chains WHERE id = ?", [chain_id]).fetchone()
+    else:
+        if change.field not in STEP_FIELDS:
+            raise ValueError(f"not a step field: {change.field}")
+        row = db.execute(
+            f"SELECT {change.field} FROM steps WHERE chain_id = ? AND position = ?",
+            [chain_id, change.position],
+        ).fetchone()
+        if row is None:
+            raise CoiError(f"Chain #{chain_id} has no step {change.position}", "Reload the chain.")
+    return None if row[0] is None else str(row[0])
+
+
+def _write_field(db: sqlite_utils.Database, chain_id: int, change: Change) -> None:
+    value: object = change.new
+    if change.field in ("stale", "llm_call_id") and value is not None:
+        value = int(value)
+    if change.position is None:
+        db.execute(f"UPDATE chains SET {change.field} = ? WHERE id = ?", [value, chain_id])
+    else:
+        db.execute(
+            f"UPDATE steps SET {change.field} = ? WHERE chain_id = ? AND position = ?",
+            [value, chain_id, change.position],
+        )
+
+
+def apply_changes(
+    db: sqlite_utils.Database,
+    chain_id: int,
+    changes: Iterable[Change],
+    *,
+    author: str,
+    expected_version: int,
+    reason: str = "",
+    undoes: int | None = None,
+) -> int:
+    """Apply field changes to a chain in one transaction, with an edits row per changed field.
+
+    Returns:
+        The chain's new version.
+
+    Raises:
+        ConflictError: if the chain's version is no longer ``expected_version``.
+    """
+    now = utcnow()
+    with db.atomic():
+        version = _bump_version(db, chain_id, expected_version)
+        for change in changes:
+            old = _read_field(db, chain_id, change)
+            if old == change.new:
+                continue
+            _write_field(db, chain_id, change)
+            db.execute(
+                """INSERT INTO edits (chain_id, position, field, old, new, author, reason, at, version, undoes)
+                   VALUES (?,?,?,?,?,?,?,?,?,?)""",
+                [
+                    chain_id,
+                    change.position,
+                    change.field,
+                    old,
+                    change.new,
+                    author,
+                    reason,
+                    now,
+                    version,
+                    undoes,
+                ],
+            )
+    return version
+
+
+def _step_rows(db: sqlite_utils.Database, chain_id: int) -> list[tuple]:
+    return db.execute(
+        "SELECT position, input, output, origin, stale FROM steps WHERE chain_id = ? ORDER BY position",
+        [chain_id],
+    ).fetchall()
+
+
+def save_step_output(
+    db: sqlite_utils.Database,
+    chain_id: int,
+    position: int,
+    new_output: str,
+    *,
+    author: str,
+    expected_version: int,
+    reason: str = "",
+) -> int:
+    """A reviewer's correction of step ``position``'s output.
+
+    The step becomes origin ``human`` and not stale; the next step's input becomes the new output;
+    every later step is marked stale because its input (directly or through the chain) changed.
+
+    Returns:
+        The chain's new version.
+    """
+    steps = _step_rows(db, chain_id)
+    if not any(s[0] == position for s in steps):
+        raise CoiError(f"Chain #{chain_id} has no step {position}", "Reload the chain.")
+    changes = [
+        Change("output", new_output, position),
+        Change("origin", "human", position),
+        Change("stale", "0", position),
+    ]
+    for pos, *_ in steps:
+        if pos == position + 1:
+            changes.append(Change("input", new_output, pos))
+        if pos > position:
+            changes.append(Change("stale", "1", pos))
+    return apply_changes(
+        db, chain_id, changes, author=author, expected_version=expected_version, reason=reason
+    )
+
+
+def confirm_step(
+    db: sqlite_utils.Database, chain_id: int, position: int, *, author: str, expected_version: int
+) -> int:
+    """The reviewer checked a stale step's output against its new input and keeps it as is."""
+    return apply_changes(
+        db,
+        chain_id,
+        [Change("stale", "0", position)],
+        author=author,
+        expected_version=expected_version,
+        reason="confirmed as is",
+    )
+
+
+# ----------------------------------------------------------------------------------------- regeneration
+
+
+@dataclass
+class Proposal:
+    """A regenerated output for one stale step, shown to the reviewer as a diff."""
+
+    position: int
+    instruction: str
+    input: str
+    old_output: str
+    new_output: str
+    llm_call_id: int | None = None
+    error: str | None = None
+
+
+def propose_regeneration(chain: Chain, generate: Callable[[str, str], object]) -> list[Proposal]:
+    """Re-run ``generate(instruction, input)`` for the chain's stale steps, in order.
+
+    Each new output feeds the next step's input. ``generate`` returns an object with ``output``,
+    ``llm_call_id`` and ``error`` (the pipeline's GenerationResult); it is injected so the store
+    never imports the pipeline. Nothing is saved here.
+    """
+    stale = [s.position for s in chain.steps if s.stale]
+    if not stale:
+        return []
+    proposals: list[Proposal] = []
+    carried: str | None = None
+    for step in chain.steps:
+        if step.position < stale[0]:
+            continue
+        input_text = step.input if carried is None else carried
+        if not step.stale:
+            carried = step.output  # a fresh step in the middle keeps its output
+            continue
+        result = generate(step.instruction, input_text)
+        error = getattr(result, "error", None)
+        new = getattr(result, "output", "") or ""
+        proposals.append(
+            Proposal(
+                step.position,
+                step.instruction,
+                input_text,
+                step.output,
+                new,
+                getattr(result, "llm_call_id", None),
+                error,
+            )
+        )
+        carried = step.output if error else new
+    return proposals
+
+
+def apply_regeneration(
+    db: sqlite_utils.Database,
+    chain_id: int,
+    proposals: list[Proposal],
+    keep: dict[int, bool],
+    *,
+    author: str,
+    expected_version: int,
+) -> int:
+    """Save the kept proposals (origin ``llm``, not stale); discarded steps keep their old output.
+
+    A kept step whose proposal was generated from an input that is no longer its input (because an
+    earlier proposal was discarded) stays stale: its output was not made from what now feeds it.
+    """
+    steps = {s[0]: s for s in _step_rows(db, chain_id)}
+    changes: list[Change] = []
+    carried: str | None = None
+    for pos in sorted(steps):
+        prop = next((p for p in proposals if p.position == pos), None)
+        input_text = steps[pos][1] if carried is None else carried
+        if carried is not None:
+            changes.append(Change("input", input_text, pos))
+        if prop is None or not keep.get(pos) or prop.error:
+            carried = None  # the output is unchanged, so the next step's input already matches it
+            continue
+        changes += [Change("output", prop.new_output, pos), Change("origin", "llm", pos)]
+        changes.append(
+            Change("llm_call_id", None if prop.llm_call_id is None else str(prop.llm_call_id), pos)
+        )
+        changes.append(Change("stale", "0" if prop.input == input_text else "1", pos))
+        carried = prop.new_output
+    return apply_changes(
+        db, chain_id, changes, author=author, expected_version=expected_version, reason="regenerated"
+    )
+
+
+# --------------------------------------------------------------------------------------- history, undo
+
+
+def _edit_rows(db: sqlite_utils.Database, sql: str, params: list) -> list[EditRow]:
+    cols = "id, chain_id, position, field, old, new, author, reason, at, version, undoes"
+    return [EditRow(*r) for r in db.execute(f"SELECT {cols} FROM edits WHERE {sql}", params)]
+
+
+def chain_history(db: sqlite_utils.Database, chain_id: int) -> list[EditRow]:
+    """The chain's whole edit log, oldest first."""
+    return _edit_rows(db, "chain_id = ? ORDER BY id", [chain_id])
+
+
+def edits_since(db: sqlite_utils.Database, chain_id: int, version: int) -> list[EditRow]:
+    """Edits that produced versions after ``version`` (what someone else changed)."""
+    return _edit_rows(db, "chain_id = ? AND version > ? ORDER BY id", [chain_id, version])
+
+
+def original_output(db: sqlite_utils.Database, chain_id: int, position: int) -> str | None:
+    """The step's output before any edit (the LLM's or the gold one), or None if never edited."""
+    row = db.execute(
+        "SELECT old FROM edits WHERE chain_id = ? AND position = ? AND field = 'output' ORDER BY id LIMIT 1",
+        [chain_id, position],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def last_undoable_version(db: sqlite_utils.Database, chain_id: int) -> int | None:
+    """The newest edit group that is not an undo and has not been undone (an undo stack)."""
+    row = db.execute(
+        """SELECT max(version) FROM edits WHERE chain_id = ? AND undoes IS NULL AND version NOT IN
+           (SELECT undoes FROM edits WHERE chain_id = ? AND undoes IS NOT NULL)""",
+        [chain_id, chain_id],
+    ).fetchone()
+    return row[0]
+
+
+def undo_last(db: sqlite_utils.Database, chain_id: int, *, author: str, expected_version: int) -> int:
+    """Revert the last edit group exactly (text, origin, stale flags, status); recorded as an edit.
+
+    Raises:
+        CoiError: if there is nothing to undo.
+    """
+    target = last_undoable_version(db, chain_id)
+    if target is None:
+        raise CoiError(f"Chain #{chain_id} has no edit to undo", "")
+    rows = _edit_rows(db, "chain_id = ? AND version = ? ORDER BY id DESC", [chain_id, target])
+    changes = [Change(r.field, r.old, r.position) for r in rows]
+    return apply_changes(
+        db,
+        chain_id,
+        changes,
+        author=author,
+        expected_version=expected_version,
+        reason=f"undo of version {target}",
+        undoes=target,
+    )
+
+
+# ------------------------------------------------------------------------------------------- decisions
+
+
+def double_review_enabled(db: sqlite_utils.Database) -> bool:
+    return get_setting(db, DOUBLE_REVIEW_KEY, "0") == "1"
+
+
+def _latest_decisions(db: sqlite_utils.Database, chain_id: int) -> dict[str, str]:
+    """Each reviewer's latest accept/reject on the chain."""
+    out: dict[str, str] = {}
+    for reviewer, decision in db.execute(
+        "SELECT reviewer, decision FROM reviews WHERE chain_id = ? AND decision != 'skip' ORDER BY id",
+        [chain_id],
+    ):
+        out[reviewer] = decision
+    return out
+
+
+def _status_after(db: sqlite_utils.Database, chain_id: int, decision: str, double: bool) -> str | None:
+    if not double:
+        return {"accept": "accepted", "reject": "rejected"}[decision]
+    decided = _latest_decisions(db, chain_id)
+    if len(decided) < 2:
+        return None  # waits for a second reviewer
+    verdicts = set(decided.values())
+    if len(verdicts) > 1:
+        return "needs_review"
+    return {"accept": "accepted", "reject": "rejected"}[verdicts.pop()]
+
+
+def stale_positions(db: sqlite_utils.Database, chain_id: int) -> list[int]:
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT position FROM steps WHERE chain_id = ? AND stale = 1 ORDER BY position", [chain_id]
+        )
+    ]
+
+
+def decide(
+    db: sqlite_utils.Database,
+    chain_id: int,
+    decision: str,
+    *,
+    reviewer: str,
+    expected_version: int,
+    reason: str = "",
+    double: bool | None = None,
+) -> int:
+    """Record a reviewer's decision: a ``reviews`` row, and the status change as an edit.
+
+    In double-review mode the status changes only once two reviewers decided (agreeing: accepted or
+    rejected; disagreeing: needs_review).
+
+    Returns:
+        The chain's version afterwards.
+
+    Raises:
+        CoiError: accepting a chain with stale steps, or an unknown decision.
+        ConflictError: the chain changed since ``expected_version``.
+    """
+    if decision not in DECISIONS:
+        raise CoiError(f"Unknown decision {decision!r}", f"Use one of {', '.join(DECISIONS)}.")
+    stale = stale_positions(db, chain_id)
+    if decision == "accept" and stale:
+        raise CoiError(
+            f"Chain #{chain_id} cannot be accepted: step(s) {', '.join(map(str, stale))} are stale "
+            "(an earlier step changed, so their input changed).",
+            "Regenerate from the edited step, or confirm or edit each stale step, then accept.",
+        )
+    double = double_review_enabled(db) if double is None else double
+    with db.atomic():
+        db.execute(
+            "INSERT INTO reviews (chain_id, reviewer, decision, reason, at) VALUES (?,?,?,?,?)",
+            [chain_id, reviewer, decision, reason, utcnow()],
+        )
+        if decision == "skip":
+            return _current_version(db, chain_id)  # skipping changes nothing on the chain
+        status = _status_after(db, chain_id, decision, double)
+        changes = [Change("reviewer", reviewer)]
+        if status:
+            changes.insert(0, Change("status", status))
+        return apply_changes(
+            db,
+            chain_id,
+            changes,
+            author=reviewer,
+            expected_version=expected_version,
+            reason=reason or decision,
+        )
+
+
+def reject_chains(db: sqlite_utils.Database, ids: list[int], *, reviewer: str, reason: str = "") -> int:
+    """Reject many chains in one transaction (their current versions); returns how many changed."""
+    changed = 0
+    with db.atomic():
+        for cid in ids:
+            row = db.execute("SELECT version, status FROM chains WHERE id = ?", [cid]).fetchone()
+            if row is None or row[1] == "rejected":
+                continue
+            decide(db, cid, "reject", reviewer=reviewer, expected_version=row[0], reason=reason, double=False)
+            changed += 1
+    return changed
+
+
+def reject_composition(
+    db: sqlite_utils.Database, composition_id: int, *, reviewer: str, reason: str = ""
+) -> int:
+    """Reject every chain of a composition in one action."""
+    ids = [r[0] for r in db.execute("SELECT id FROM chains WHERE composition_id = ?", [composition_id])]
+    return reject_chains(db, ids, reviewer=reviewer, reason=reason or "composition rejected")
+
+
+# ----------------------------------------------------------------------------------------------- queue
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the queue shows and in which order (every field maps to an indexed condition)."""
+
+    statuses: tuple[str, ...] = OPEN_STATUSES
+    lengths: tuple[int, ...] = ()
+    category: str | None = None
+    verdict: str | None = None
+    stale: bool | None = None
+    reviewer: str | None = None
+    source: str | None = None
+    search: str = ""
+    sort: str = "newest"
+    seed: int = 0
+    pending_for: str | None = None
+    exclude_ids: tuple[int, ...] = field(default=())
+
+
+@dataclass
+class QueueRow:
+    """One line of the queue."""
+
+    id: int
+    length: int
+    status: str
+    version: int
+    category: str
+    source: str
+    reviewer: str | None
+    verdict: str | None
+    confidence: float | None
+    composition_id: int | None
+    updated_at: str
+    n_stale: int = 0
+    preview: str = ""
+
+
+def _fts_query(text: str) -> str:
+    """The user's words as one FTS5 phrase per word (quotes doubled), so no query syntax leaks in."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"' for w in words)
+
+
+def _where(f: QueueFilter) -> tuple[str, list]:
+    clauses, params = [], []
+
+    def add(sql: str, *values: object) -> None:
+        clauses.append(sql)
+        params.extend(values)
+
+    if f.statuses:
+        add(f"c.status IN ({','.join('?' * len(f.statuses))})", *f.statuses)
+    if f.lengths:
+        add(f"c.length IN ({','.join('?' * len(f.lengths))})", *f.lengths)
+    for col, value in (("category", f.category), ("source", f.source), ("reviewer", f.reviewer)):
+        if value:
+            add(f"c.{col} = ?", value)
+    if f.verdict == "none":
+        add("c.composition_id IN (SELECT id FROM compositions WHERE verdict IS NULL)")
+    elif f.verdict:
+        add("c.composition_id IN (SELECT id FROM compositions WHERE verdict = ?)", f.verdict)
+    if f.stale is not None:
+        add(f"c.id {'' if f.stale else 'NOT '}IN (SELECT chain_id FROM steps WHERE stale = 1)")
+    if f.search.strip().lstrip("#").isdigit():
+        add("c.id = ?", int(f.search.strip().lstrip("#")))
+    elif f.search.strip():
+        add(
+            "c.id IN (SELECT s.chain_id FROM steps s WHERE s.id IN "
+            "(SELECT rowid FROM steps_fts WHERE steps_fts MATCH ?))",
+            _fts_query(f.search),
+        )
+    if f.pending_for:
+        add(
+            "NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reviewer = ? AND r.chain_id = c.id AND r.decision != 'skip')",
+            f.pending_for,
+        )
+    if f.exclude_ids:
+        add(f"c.id NOT IN ({','.join('?' * len(f.exclude_ids))})", *f.exclude_ids)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _seed_mix(seed: int) -> int:
+    return (seed * 2654435761 + 0x9E3779B9) % 4294967296
+
+
+def _order(f: QueueFilter) -> str:
+    if f.sort not in SORTS:
+        raise CoiError(f"Unknown sort {f.sort!r}", f"Use one of {', '.join(SORTS)}.")
+    if f.sort == "oldest":
+        return "c.id ASC"
+    if f.sort == "least_confident":
+        return "co.confidence IS NULL, co.confidence ASC, c.id DESC"
+    if f.sort == "most_confident":
+        return "co.confidence IS NULL, co.confidence DESC, c.id DESC"
+    if f.sort == "random":
+        # A multiply-xor-multiply hash of (id, seed): stable per seed, so pages never overlap.
+        h = "((c.id * 2654435761) % 4294967296)"
+        s = _seed_mix(f.seed)
+        return f"((({h} | {s}) - ({h} & {s})) * 2246822519) % 4294967296, c.id"
+    return "c.id DESC"
+
+
+def queue_page(
+    db: sqlite_utils.Database, f: QueueFilter, *, offset: int = 0, limit: int = 20
+) -> list[QueueRow]:
+    """One page of the queue, with stale counts and a short preview for just those chains."""
+    where, params = _where(f)
+    rows = db.execute(
+        f"""SELECT c.id, c.length, c.status, c.version, c.category, c.source, c.reviewer, co.verdict,
+                   co.confidence, c.composition_id, c.updated_at
+            FROM chains c LEFT JOIN compositions co ON co.id = c.composition_id
+            {where} ORDER BY {_order(f)} LIMIT ? OFFSET ?""",
+        [*params, int(limit), int(offset)],
+    ).fetchall()
+    page = [QueueRow(*r) for r in rows]
+    _fill_previews(db, page)
+    return page
+
+
+def _fill_previews(db: sqlite_utils.Database, page: list[QueueRow]) -> None:
+    if not page:
+        return
+    by_id = {r.id: r for r in page}
+    marks = ",".join("?" * len(page))
+    for cid, position, instruction, stale in db.execute(
+        f"SELECT chain_id, position, substr(instruction, 1, 80), stale FROM steps WHERE chain_id IN ({marks})",
+        list(by_id),
+    ):
+        row = by_id[cid]
+        row.n_stale += int(stale)
+        if position == 1:
+            row.preview = instruction
+    return
+
+
+def queue_count(db: sqlite_utils.Database, f: QueueFilter, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """How many chains match, counting at most ``cap`` (so counts stay cheap on huge tables).
+
+    Returns:
+        (count, True if the count hit the cap).
+    """
+    where, params = _where(f)
+    n = db.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM chains c {where} LIMIT ?)", [*params, cap + 1]
+    ).fetchone()[0]
+    return min(n, cap), n > cap
+
+
+def queue_ids(db: sqlite_utils.Database, f: QueueFilter, limit: int = 100_000) -> list[int]:
+    """Ids of the matching chains (for bulk actions on the filtered set), in queue order."""
+    where, params = _where(f)
+    sql = f"""SELECT c.id FROM chains c LEFT JOIN compositions co ON co.id = c.composition_id
+              {where} ORDER BY {_order(f)} LIMIT ?"""
+    return [r[0] for r in db.execute(sql, [*params, limit])]
+
+
+def status_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Chains per status (an index-only scan)."""
+    counts = dict.fromkeys(CHAIN_STATUSES, 0)
+    counts.update(db.execute("SELECT status, count(*) FROM chains GROUP BY status").fetchall())
+    return counts
+
+
+def filter_choices(db: sqlite_utils.Database) -> dict[str, list]:
+    """Distinct values for the filter widgets (each from an index)."""
+
+    def distinct(sql: str) -> list:
+        return [r[0] for r in db.execute(sql) if r[0] not in (None, "")]
+
+    return {
+        "category": distinct("SELECT DISTINCT category FROM chains ORDER BY category"),
+        "source": distinct("SELECT DISTINCT source FROM chains ORDER BY source"),
+        "reviewer": distinct(
+            "SELECT DISTINCT reviewer FROM chains WHERE reviewer IS NOT NULL ORDER BY reviewer"
+        ),
+        "verdict": distinct("SELECT DISTINCT verdict FROM compositions ORDER BY verdict"),
+        "length": distinct("SELECT DISTINCT length FROM chains ORDER BY length"),
+    }
+
+
+def composition_info(db: sqlite_utils.Database, composition_id: int | None) -> dict | None:
+    """The checker's verdict, reason and confidence for a chain's composition."""
+    if composition_id is None:
+        return None
+    row = db.execute(
+        "SELECT id, verdict, reason, confidence, task_ids FROM compositions WHERE id = ?", [composition_id]
+    ).fetchone()
+    if row is None:
+        return None
+    n = db.execute("SELECT count(*) FROM chains WHERE composition_id = ?", [composition_id]).fetchone()[0]
+    return {
+        "id": row[0],
+        "verdict": row[1],
+        "reason": row[2],
+        "confidence": row[3],
+        "task_ids": json.loads(row[4]) if row[4] else None,
+        "n_chains": n,
+    }
+
+
+def chain_reviews(db: sqlite_utils.Database, chain_id: int) -> list[dict]:
+    return [
+        dict(zip(("reviewer", "decision", "reason", "at"), r))
+        for r in db.execute(
+            "SELECT reviewer, decision, reason, at FROM reviews WHERE chain_id = ? ORDER BY id", [chain_id]
+        )
+    ]
