@@ -1,9 +1,103 @@
-"""`coi` subcommands of this area."""
+"""`coi train`: queue a LoRA training job headless, optionally follow it until it ends."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import time
+
+from store.db import connect
+from store.jobs import Job, get_job, list_jobs
+from training import config as tc
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this area's subcommands to the `coi` parser."""
+    p = subparsers.add_parser(
+        "train",
+        help="Fine-tune a base model with LoRA on a dataset version (background job).",
+        description="Every training config field is a flag; unset flags keep the preset's value.",
+    )
+    p.add_argument("--db", help="Database file (default: $COI_DB or data/coi.db).")
+    p.add_argument("--preset", default="default", choices=list(tc.PRESETS), help="Start from this preset.")
+    p.add_argument(
+        "--version", dest="version_id", type=int, help="Dataset version id (alias of --dataset-version)."
+    )
+    p.add_argument("--wait", action="store_true", help="Follow the job's progress until it ends.")
+    p.add_argument(
+        "--resume", type=int, metavar="JOB", help="Resume a failed or cancelled job from its checkpoint."
+    )
+    p.add_argument("--cancel", type=int, metavar="JOB", help="Cancel a queued or running job.")
+    p.add_argument("--list", action="store_true", help="List training jobs and exit.")
+    tc.add_arguments(p)
+    p.set_defaults(func=run_train)
+
+
+def build_config(args: argparse.Namespace) -> tc.TrainConfig:
+    """The preset with the flags given on the command line applied."""
+    overrides = tc.overrides_from_args(args)
+    if args.version_id is not None:
+        overrides["dataset_version"] = args.version_id
+    return tc.preset(args.preset, **overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from training import queue
+
+    if args.db:  # the job process, run dirs and logs all follow the same database
+        os.environ["COI_DB"] = args.db
+    db = connect(args.db)
+    if args.list:
+        for job in list_jobs(db, kind="train"):
+            print(f"#{job.id}\t{job.status}\t{job.progress:.0%}\t{job.name}\t{job.message or ''}")
+        return 0
+    if args.cancel is not None:
+        job = queue.cancel(db, args.cancel)
+        print(f"job #{args.cancel}: {job.status if job else 'not found'}")
+        return 0
+    if args.resume is not None:
+        job_id = queue.resume(db, args.resume).id
+    else:
+        job_id = queue.submit(db, build_config(args))
+    job = get_job(db, job_id)
+    print(f"training job #{job_id} {job.status}; log: {job.log_path or '(starts when the queue frees)'}")
+    return follow(db, job_id) if args.wait else 0
+
+
+def follow(db, job_id: int, poll_s: float = 1.0) -> int:
+    """Show a progress bar until the job ends; exit code 0 only if it succeeded."""
+    from tqdm import tqdm
+
+    from training import queue
+
+    bar = tqdm(total=1, unit="step", desc=f"job #{job_id}")
+    try:
+        while True:
+            queue.pump_queue(db)
+            job = get_job(db, job_id)
+            _update_bar(bar, job)
+            if not job.active:
+                break
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"stopped following; the job goes on (cancel: coi train --cancel {job_id})")
+        return 130
+    bar.close()
+    return _report(job)
+
+
+def _update_bar(bar, job: Job) -> None:
+    if job.total and bar.total != job.total:
+        bar.total = job.total
+    bar.n = job.done or 0
+    bar.set_postfix_str(job.message or job.status, refresh=False)
+    bar.refresh()
+
+
+def _report(job: Job) -> int:
+    if job.status == "succeeded":
+        print(f"succeeded: adapter at {job.result.get('adapter_dir')}")
+        return 0
+    print(f"{job.status}: {job.error or ''}\nlog: {job.log_path}")
+    return 1

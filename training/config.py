@@ -1,0 +1,210 @@
+"""The one training configuration: the Train form, the ``coi train`` flags and the saved job config.
+
+``TrainConfig`` is a frozen dataclass whose fields carry ``metadata={"help": ...}``. The form
+(:func:`form_fields`), the CLI (:func:`add_arguments` / :func:`from_args`) and the job row
+(:meth:`TrainConfig.to_dict` / :meth:`TrainConfig.from_dict`) are all derived from it, so a new
+field shows up everywhere at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from store.db import default_db_path
+from store.errors import CoiError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a LoRA fine-tuning run needs; saved as the job's config (no secrets)."""
+
+    base_model: str = _f(
+        "gemma-3-270m", "Base model: 'gemma-3-270m' (embedded default), an HF id or a local path."
+    )
+    dataset_version: int | None = _f(None, "Dataset version id to train on (empty: the newest version).")
+    train_lengths: tuple[int, ...] = _f((1, 2, 3), "Chain lengths to train on, e.g. 1,2,3.")
+    lora_r: int = _f(8, "LoRA rank.")
+    lora_alpha: int = _f(16, "LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA branch.")
+    target_modules: tuple[str, ...] = _f(
+        ("q_proj", "k_proj", "v_proj", "o_proj"), "Modules that get LoRA adapters, e.g. q_proj,v_proj."
+    )
+    learning_rate: float = _f(2e-4, "Peak learning rate.")
+    epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
+    batch_size: int = _f(4, "Chains per device per step.")
+    grad_accum: int = _f(1, "Gradient accumulation steps (effective batch = batch_size x grad_accum x GPUs).")
+    max_seq_len: int = _f(512, "Longest tokenized example; longer ones are cut in the prompt first.")
+    warmup_ratio: float = _f(0.03, "Fraction of the steps spent warming the learning rate up.")
+    seed: int = _f(0, "Random seed (data order, LoRA init, eval split).")
+    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run all epochs).")
+    precision: str = _f("auto", "auto: bf16 on a GPU that supports it, else fp32.", choices=PRECISIONS)
+    gradient_checkpointing: bool = _f(False, "Trade compute for memory (for long sequences on a GPU).")
+    num_gpus: int = _f(0, "GPUs to use: 0 trains on the CPU; more than 1 launches through accelerate.")
+    output_dir: str = _f(
+        "", "Where checkpoints and the adapter go (empty: runs/job-<id> beside the database)."
+    )
+    logging_steps: int = _f(5, "Log loss, learning rate and tokens/s every this many steps.")
+    save_steps: int = _f(50, "Save a checkpoint (and evaluate) every this many steps.")
+    eval_fraction: float = _f(0.1, "Fraction of the training chains held out for the eval loss (0: none).")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Build from a saved dict; unknown keys are ignored, values are coerced to the field types."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _coerce(cls, k, v) for k, v in data.items() if k in names}).validated()
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (coerced and validated)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def validated(self) -> TrainConfig:
+        """Return self, or raise CoiError naming the first bad field."""
+        checks = [
+            (self.lora_r > 0, "lora_r", "must be positive"),
+            (self.learning_rate > 0, "learning_rate", "must be positive"),
+            (self.batch_size > 0, "batch_size", "must be positive"),
+            (self.grad_accum > 0, "grad_accum", "must be positive"),
+            (self.max_seq_len >= 16, "max_seq_len", "must be at least 16"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)"),
+            (0 <= self.eval_fraction < 1, "eval_fraction", "must be in [0, 1)"),
+            (0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)"),
+            (self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}"),
+            (self.num_gpus >= 0, "num_gpus", "must be 0 (CPU) or more"),
+            (self.max_steps > 0 or self.epochs > 0, "epochs", "must be positive when max_steps is off"),
+            (bool(self.train_lengths), "train_lengths", "needs at least one chain length"),
+            (bool(self.target_modules), "target_modules", "needs at least one module name"),
+            (
+                self.logging_steps > 0 and self.save_steps > 0,
+                "logging_steps",
+                "logging/save steps must be > 0",
+            ),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise CoiError(f"Bad training config: {name} {why}", "Fix that field and start again.")
+        return self
+
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    # The paper's fine-tuning settings (3 epochs, batch size 4, learning rate 2e-5).
+    "paper": {"epochs": 3, "batch_size": 4, "learning_rate": 2e-5},
+    # A smoke run that finishes in about a minute on a laptop CPU.
+    "quick": {"max_steps": 20, "batch_size": 4, "logging_steps": 2, "save_steps": 10, "max_seq_len": 384},
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """The config of a named preset, with some fields overridden."""
+    if name not in PRESETS:
+        raise CoiError(f"Unknown preset {name!r}", f"Use one of {', '.join(PRESETS)}.")
+    return TrainConfig.from_dict({**TrainConfig().to_dict(), **PRESETS[name], **overrides})
+
+
+# ---- field introspection (form and CLI) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a form or a flag needs to know about one config field."""
+
+    name: str
+    kind: str  # int | float | str | bool | choice | int_list | str_list | optional_int
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+def _kind(tp: Any) -> str:
+    if tp is bool:
+        return "bool"
+    if tp in (int, float, str):
+        return tp.__name__
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        return "int_list" if args[0] is int else "str_list"
+    if origin in (typing.Union, types.UnionType) and int in args:
+        return "optional_int"
+    raise TypeError(f"unsupported config field type {tp!r}")
+
+
+def form_fields(cls: type = TrainConfig) -> list[FieldSpec]:
+    """One FieldSpec per config field, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        kind = "choice" if "choices" in f.metadata else _kind(hints[f.name])
+        specs.append(
+            FieldSpec(f.name, kind, f.default, f.metadata["help"], tuple(f.metadata.get("choices", ())))
+        )
+    return specs
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Turn a form/CLI/JSON value into the field's type."""
+    kind = next(s.kind for s in form_fields(cls) if s.name == name)
+    try:
+        if kind in ("int_list", "str_list"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            items = [str(i).strip() for i in items if str(i).strip()]
+            return tuple(int(i) for i in items) if kind == "int_list" else tuple(items)
+        if kind == "optional_int":
+            return None if value in (None, "", "None") else int(value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        return {"int": int, "float": float}.get(kind, str)(value)
+    except (TypeError, ValueError) as exc:
+        raise CoiError(
+            f"Bad training config: {name}={value!r} ({exc})", "Fix that field and start again."
+        ) from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
+    """Add one ``--field-name`` flag per config field (default None = keep the preset's value)."""
+    for spec in form_fields(cls):
+        flag = "--" + spec.name.replace("_", "-")
+        helptext = f"{spec.help} (default: {_show(spec.default)})"
+        if spec.kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+        else:
+            parser.add_argument(flag, default=None, choices=spec.choices or None, help=helptext)
+
+
+def overrides_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> dict:
+    """The config fields given on the command line."""
+    return {
+        s.name: getattr(args, s.name) for s in form_fields(cls) if getattr(args, s.name, None) is not None
+    }
+
+
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def config_diff(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
+    """(field, a's value, b's value) for every field that differs between two saved configs."""
+    keys = list(dict.fromkeys([*a, *b]))
+    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+
+
+def resolve_output_dir(cfg: TrainConfig, job_id: int) -> Path:
+    """The run's directory: ``output_dir`` if set (relative paths are beside the database), else runs/job-<id>."""
+    base = default_db_path().resolve().parent
+    path = Path(cfg.output_dir).expanduser() if cfg.output_dir else Path("runs") / f"job-{job_id}"
+    return path if path.is_absolute() else base / path

@@ -1,0 +1,334 @@
+"""The training entry point: ``python -m training.run --job ID``.
+
+Reads the ``TrainConfig`` from the job row, logs it, then runs one visible main sequence:
+records -> tokens -> base model + LoRA -> Trainer (resuming from the newest checkpoint in the
+output directory) -> adapter + ``coi_meta.json``. A callback writes loss, learning rate, grad
+norm, tokens/s and eval loss to ``metrics`` with a heartbeat at every logging step. Under
+``accelerate launch`` every rank trains; only rank 0 touches the database.
+
+Speed: the loss only counts response tokens, so on one process the LM head (the largest matmul
+of small models with big vocabularies, e.g. Gemma's 262k) runs only on the positions that
+predict a response token, instead of on every position of the padded batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from store.db import connect
+from store.errors import CoiError
+from store.jobs import add_metrics, get_job, heartbeat
+from store.versions import list_versions, version_records
+from training.config import TrainConfig, resolve_output_dir
+from training.data import IGNORE, PadCollator, build_examples, split_eval
+from training.jobs import run_as_job
+from training.models import load_causal_lm, resolve_model
+from training.queue import last_checkpoint, pump_queue
+
+META_FILE = "coi_meta.json"
+ADAPTER_SUBDIR = "adapter"
+LOGGED = ("loss", "learning_rate", "grad_norm", "eval_loss")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+# ---- pieces ---------------------------------------------------------------------------------------
+
+
+def resolve_precision(precision: str, num_gpus: int) -> str:
+    """'auto' -> bf16 on a GPU that supports it, else fp32 (fp16/bf16 need a GPU)."""
+    import torch
+
+    gpu = num_gpus > 0 and torch.cuda.is_available()
+    if num_gpus > 0 and not torch.cuda.is_available():
+        raise CoiError(
+            "CUDA is missing: num_gpus > 0 but no GPU is usable", "Set num_gpus to 0 to use the CPU."
+        )
+    if precision == "auto":
+        return "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def load_records(db, cfg: TrainConfig) -> tuple[int, list[dict]]:
+    """The training records of the config's dataset version (newest version if unset)."""
+    vid = cfg.dataset_version
+    if vid is None:
+        versions = list_versions(db)
+        if not versions:
+            raise CoiError(
+                "There is no dataset version yet", "Create one on the Train page or with `coi export`."
+            )
+        vid = versions[0].id
+    records = version_records(db, vid, "train", list(cfg.train_lengths))
+    if not records:
+        raise CoiError(
+            f"Dataset version {vid} has no training chains of length {','.join(map(str, cfg.train_lengths))}",
+            "Pick another version or other chain lengths.",
+        )
+    return vid, records
+
+
+def add_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise CoiError(
+            f"Bad LoRA target modules: {exc}", "Name modules that exist, e.g. q_proj,v_proj."
+        ) from exc
+
+
+def response_only_loss(model, inputs: dict):
+    """(sum of token losses, number of tokens) over response positions only.
+
+    Runs the decoder, then the LM head only where the next token is a response token, which is
+    the same loss as the model's own (shifted cross-entropy, -100 ignored) at a fraction of the
+    head's cost.
+    """
+    import torch.nn.functional as F
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    hidden = out[0]
+    labels = inputs["labels"][:, 1:]
+    keep = labels != IGNORE
+    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    if cap:
+        logits = (logits / cap).tanh() * cap
+    return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
+
+
+def make_trainer_class():
+    """A Trainer that counts real tokens and uses the response-only loss on one process."""
+    from transformers import Trainer
+
+    class CoiTrainer(Trainer):
+        real_tokens = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training:
+                self.real_tokens += int(inputs["attention_mask"].sum())
+            if self.args.world_size > 1:  # DDP must see the wrapped forward; use the model's own loss
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss_sum, count = response_only_loss(model, inputs)
+            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else max(count, 1))
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return CoiTrainer
+
+
+def make_callback(db, job_id: int, write: bool):
+    """Metrics, heartbeat, ETA and a readable log line at every logging step."""
+    from transformers import TrainerCallback
+
+    class DbCallback(TrainerCallback):
+        trainer = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = self.t_log = time.monotonic()
+            self.start_step, self.tokens_at_log = state.global_step, 0
+            self._beat(state, force=True)
+
+        def on_step_end(self, args, state, control, **kw):
+            self._beat(state)
+            delay = float(os.environ.get("COI_TRAIN_STEP_SLEEP", "0") or 0)  # test/debug throttle
+            if delay:
+                time.sleep(delay)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            values = {k: logs[k] for k in LOGGED if k in (logs or {})}
+            if "loss" in values:
+                values["tokens_per_s"] = self._throughput()
+            if not values:
+                return
+            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+            if state.is_world_process_zero:
+                log(f"step {state.global_step}/{state.max_steps} {shown}")
+            if write and state.is_world_process_zero:
+                add_metrics(db, job_id, state.global_step, values)
+                self._beat(state, force=True)
+
+        def _throughput(self) -> float:
+            now, tokens = time.monotonic(), self.trainer.real_tokens
+            rate = (tokens - self.tokens_at_log) / max(now - self.t_log, 1e-9)
+            self.t_log, self.tokens_at_log = now, tokens
+            return rate
+
+        def _beat(self, state, force: bool = False):
+            if not (write and state.is_world_process_zero):
+                return
+            now = time.monotonic()
+            if not force and now - getattr(self, "t_beat", 0) < 1.0:
+                return
+            self.t_beat = now
+            done, total = state.global_step, state.max_steps
+            heartbeat(
+                db,
+                job_id,
+                done=done,
+                total=total,
+                message=eta_message(done, total, self.start_step, now - self.t0),
+            )
+
+    return DbCallback()
+
+
+def eta_message(done: int, total: int, start_step: int, elapsed_s: float) -> str:
+    """'step 3/10 · 1.2 s/step · ETA 0:00:08' (rate measured over this launch only)."""
+    ran = done - start_step
+    if ran <= 0 or total <= 0:
+        return f"step {done}/{total}"
+    per_step = elapsed_s / ran
+    eta = int(per_step * max(total - done, 0))
+    return f"step {done}/{total} · {per_step:.2f} s/step · ETA {eta // 3600}:{eta % 3600 // 60:02d}:{eta % 60:02d}"
+
+
+def training_arguments(cfg: TrainConfig, out_dir: Path, precision: str, has_eval: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        lr_scheduler_type="linear",
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_strategy="steps",
+        save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=cfg.save_steps,
+        prediction_loss_only=True,
+        seed=cfg.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=cfg.num_gpus == 0,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        train_sampling_strategy="group_by_length",
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _quiet_printer(trainer) -> None:
+    # Our callback already writes one readable line per log; drop the Trainer's raw dict printer.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
+def save_adapter(model, tokenizer, out_dir: Path, meta: dict) -> Path:
+    adapter_dir = out_dir / ADAPTER_SUBDIR
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    (adapter_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return adapter_dir
+
+
+# ---- the main sequence ----------------------------------------------------------------------------
+
+
+def train(job_id: int, *, write: bool = True) -> dict:
+    """Run the job's training; return the job result."""
+    db = connect()
+    job = get_job(db, job_id)
+    cfg = TrainConfig.from_dict(job.config)
+    log(f"Training job {job_id} (rank {rank()}), config:\n{json.dumps(cfg.to_dict(), indent=2)}")
+    out_dir = resolve_output_dir(cfg, job_id)
+    precision = resolve_precision(cfg.precision, cfg.num_gpus)
+    version_id, records = load_records(db, cfg)
+    log(f"1/5 data: {len(records)} chains of dataset version {version_id}")
+
+    dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision)
+    model, tokenizer = load_causal_lm(cfg.base_model, dtype=dtype, log=log)
+    examples = build_examples(records, tokenizer, cfg.max_seq_len)
+    train_ex, eval_ex = split_eval(examples, cfg.eval_fraction, cfg.seed)
+    log(f"2/5 model {cfg.base_model} ({precision}); {len(train_ex)} train / {len(eval_ex)} eval examples")
+
+    model = add_lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"3/5 LoRA r={cfg.lora_r} on {','.join(cfg.target_modules)}: {n_train:,} trainable parameters")
+
+    callback = make_callback(db, job_id, write)
+    trainer = make_trainer_class()(
+        model=model,
+        args=training_arguments(cfg, out_dir, precision, bool(eval_ex)),
+        train_dataset=train_ex,
+        eval_dataset=eval_ex or None,
+        data_collator=PadCollator(tokenizer.pad_token_id, 8 if cfg.num_gpus > 0 else None),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    callback.trainer = trainer
+    _quiet_printer(trainer)
+    resume_from = last_checkpoint(out_dir)
+    log(f"4/5 training -> {out_dir}" + (f" (resuming from {resume_from})" if resume_from else ""))
+    start_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
+    trainer.train(resume_from_checkpoint=resume_from)
+    if eval_ex and trainer.state.global_step % cfg.save_steps:  # the last step was not evaluated yet
+        trainer.evaluate()
+
+    meta = {
+        "base_model": cfg.base_model,
+        "base_model_path": resolve_model(cfg.base_model, log=log),
+        "dataset_version": version_id,
+        "job_id": job_id,
+        "config": cfg.to_dict(),
+    }
+    result = {
+        "base_model": cfg.base_model,
+        "dataset_version": version_id,
+        "start_step": start_step,
+        "global_step": trainer.state.global_step,
+        "train_examples": len(train_ex),
+        "eval_examples": len(eval_ex),
+    }
+    if trainer.is_world_process_zero():
+        result["adapter_dir"] = str(save_adapter(model, tokenizer, out_dir, meta))
+        log(f"5/5 adapter saved to {result['adapter_dir']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.run")
+    parser.add_argument("--job", type=int, required=True, help="The training job's id.")
+    args = parser.parse_args(argv)
+    if rank() != 0:  # other ranks of a multi-GPU launch: train, never touch the job row
+        train(args.job, write=False)
+        return 0
+    code = run_as_job(args.job, train)
+    pump_queue(connect())  # the next queued training job starts when this one ends
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
