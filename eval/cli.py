@@ -1,9 +1,111 @@
-"""`coi` subcommands of this area."""
+"""`coi eval`: start an eval run (a background job), wait for it, and write its report."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
+
+from eval.config import EvalConfig, help_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands to the `coi` parser."""
+    """Add `coi eval` to the `coi` parser."""
+    p = subparsers.add_parser("eval", help="Evaluate a base model or a trained adapter on a test split.")
+    p.add_argument("--version", type=int, help=help_of("version"))
+    p.add_argument("--model", help=help_of("model"))
+    p.add_argument("--adapter-job", type=int, help=help_of("adapter_job"))
+    p.add_argument("--adapter-dir", help=help_of("adapter_dir"))
+    p.add_argument("--split", default="test", help=help_of("split"))
+    p.add_argument(
+        "--modes", default=",".join(EvalConfig().modes), help=help_of("modes") + " Comma-separated."
+    )
+    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help=help_of("batch_size"))
+    p.add_argument(
+        "--max-new-tokens", type=int, default=EvalConfig.max_new_tokens, help=help_of("max_new_tokens")
+    )
+    p.add_argument("--lengths", default="", help=help_of("lengths") + " e.g. 1,2,3")
+    p.add_argument("--threshold", type=float, default=None, help=help_of("fail_threshold"))
+    p.add_argument("--limit", type=int, help=help_of("limit"))
+    p.add_argument("--stemmer", action="store_true", help=help_of("use_stemmer"))
+    p.add_argument("--name", default="", help=help_of("name"))
+    p.add_argument("--wait", action="store_true", help="Wait for the run, then write the report.")
+    p.add_argument("--report", type=int, metavar="RUN_ID", help="Only write the report of an existing run.")
+    p.add_argument(
+        "--compare", type=int, metavar="RUN_ID", help="Compare with this earlier run in the report."
+    )
+    p.add_argument("--out", help="Report folder (default: eval/run-<id> beside the database).")
+    p.set_defaults(func=cmd_eval)
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig that the flags describe."""
+    return EvalConfig(
+        model=args.model,
+        adapter_job=args.adapter_job,
+        adapter_dir=args.adapter_dir,
+        version=args.version,
+        split=args.split,
+        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        lengths=tuple(int(x) for x in args.lengths.split(",") if x.strip()),
+        fail_threshold=EvalConfig.fail_threshold if args.threshold is None else args.threshold,
+        limit=args.limit,
+        use_stemmer=args.stemmer,
+        name=args.name,
+    )
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.run import submit_eval
+    from store.db import open_db
+
+    with open_db() as db:
+        if args.report is not None:
+            return write_run_report(db, args.report, args.out, args.compare, args.threshold)
+        job_id = submit_eval(db, config_from_args(args))
+        print(f"Started eval run #{job_id}.")
+        if not args.wait:
+            print(f"Follow it on the Evaluate page; then `coi eval --report {job_id}` writes the report.")
+            return 0
+        status = wait_for(db, job_id)
+        if status != "succeeded":
+            return 1
+        return write_run_report(db, job_id, args.out, args.compare, args.threshold)
+
+
+def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
+    """Poll the job until it ends, printing its progress; returns its final status."""
+    from training.jobs import log_tail, refresh
+
+    last = None
+    while True:
+        job = refresh(db, job_id)
+        line = f"{job.status} {100 * job.progress:.0f}% {job.message}"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if not job.active:
+            break
+        time.sleep(poll_s)
+    if job.status != "succeeded":
+        print(f"Eval run #{job_id} {job.status}: {job.error or ''}", file=sys.stderr)
+        print(log_tail(job.log_path), file=sys.stderr)
+    return job.status
+
+
+def write_run_report(
+    db, run_id: int, out: str | None, compare_to: int | None, threshold: float | None
+) -> int:
+    """Write report.json and summary.md of a run; print where, then the summary."""
+    from eval.report import build_report, write_report
+    from training.jobs import logs_dir
+
+    report = build_report(db, run_id, threshold=threshold, compare_to=compare_to)
+    out_dir = Path(out) if out else logs_dir().parent / "eval" / f"run-{run_id}"
+    paths = write_report(report, out_dir)
+    print(Path(paths["markdown"]).read_text())
+    print(f"Wrote {paths['json']} and {paths['markdown']}")
+    return 0

@@ -1,0 +1,260 @@
+"""Error analysis of an eval run: scores by chain length and step, first failing step, own vs
+carried-over errors, error kinds in plain words, and run-vs-run deltas.
+
+Everything here is a pure function of prediction rows (``store.predictions.Prediction``), so the
+report, the CLI and the Evaluate page share it and tests call it directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from eval.rouge import aggregate, rouge_l
+from store.predictions import Prediction
+
+Chains = dict[int, list[Prediction]]  # chain id -> its step rows, by position
+NONE = "none"
+OWN, CARRIED = "own", "carried over"
+ERROR_KINDS = ("empty", "missing step markers", "truncated", "copied the input", "wrong language", "other")
+COPY_THRESHOLD = 0.9
+
+
+def group(preds: Iterable[Prediction]) -> dict[str, Chains]:
+    """{mode: {chain id: rows sorted by position}}."""
+    out: dict[str, Chains] = defaultdict(lambda: defaultdict(list))
+    for p in preds:
+        out[p.mode][p.chain_id].append(p)
+    for chains in out.values():
+        for rows in chains.values():
+            rows.sort(key=lambda p: p.position)
+    return {m: dict(c) for m, c in out.items()}
+
+
+def _score(p: Prediction) -> float:
+    return float(p.rougeL or 0.0)
+
+
+def length_of(rows: list[Prediction]) -> int:
+    return int(rows[0].meta.get("length") or len(rows)) if rows else 0
+
+
+def by_length(chains: Chains) -> dict[str, dict]:
+    """Per chain length: chains, the final output's ROUGE-L (mean and bootstrap CI), the steps' mean."""
+    groups: dict[int, list[list[Prediction]]] = defaultdict(list)
+    for rows in chains.values():
+        groups[length_of(rows)].append(rows)
+    out = {}
+    for n in sorted(groups):
+        final = [_score(rows[-1]) for rows in groups[n]]
+        steps = [_score(p) for rows in groups[n] for p in rows]
+        out[str(n)] = {
+            "n": len(groups[n]),
+            "final": aggregate(final).as_dict(),
+            "steps_mean": float(np.mean(steps)),
+        }
+    return out
+
+
+def by_step(chains: Chains) -> dict[str, dict[str, float]]:
+    """Mean ROUGE-L per step position, for each chain length and over all lengths ("all")."""
+    cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for rows in chains.values():
+        for p in rows:
+            for key in (str(length_of(rows)), "all"):
+                cells[key][str(p.position)].append(_score(p))
+    order = sorted((k for k in cells if k != "all"), key=int) + (["all"] if cells else [])
+    return {
+        k: {pos: float(np.mean(v)) for pos, v in sorted(cells[k].items(), key=lambda kv: int(kv[0]))}
+        for k in order
+    }
+
+
+def overall(chains: Chains) -> dict:
+    """The run's corpus scores: final output and all steps (mean over examples, bootstrap CI)."""
+    final = [_score(rows[-1]) for rows in chains.values()]
+    steps = [_score(p) for rows in chains.values() for p in rows]
+    return {"final": aggregate(final).as_dict(), "steps": aggregate(steps).as_dict(), "n_chains": len(chains)}
+
+
+def first_failing_step(rows: list[Prediction], threshold: float) -> int | None:
+    """The position of the first step scoring below ``threshold``, or None when none fails."""
+    return next((p.position for p in rows if _score(p) < threshold), None)
+
+
+def first_failing_counts(chains: Chains, threshold: float) -> dict[str, dict[str, int]]:
+    """Histogram of first failing steps ("1".."n" and "none"), per length and over all ("all").
+
+    Each chain counts once, so every histogram adds up to its number of chains.
+    """
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for rows in chains.values():
+        first = first_failing_step(rows, threshold)
+        key = NONE if first is None else str(first)
+        counts[str(length_of(rows))][key] += 1
+        counts["all"][key] += 1
+    order = sorted((k for k in counts if k != "all"), key=int) + (["all"] if counts else [])
+    return {k: _ordered_hist(counts[k]) for k in order}
+
+
+def _ordered_hist(counter: Counter) -> dict[str, int]:
+    steps = sorted((k for k in counter if k != NONE), key=int)
+    return {**{k: counter[k] for k in steps}, NONE: counter.get(NONE, 0)}
+
+
+# ---- own vs carried-over errors and error kinds ------------------------------------------------------
+
+
+def failure_origin(p: Prediction, gold: Chains | None, threshold: float) -> str:
+    """'own' when the step also fails given the gold input (or is step 1); else 'carried over'.
+
+    In stepwise-own and chain modes a step's input is the model's own earlier output. If the same
+    step passes in stepwise-gold, only the input differed, so the error was carried over.
+    """
+    if p.position == 1 or p.mode == "stepwise-gold" or not gold:
+        return OWN
+    rows = gold.get(p.chain_id) or []
+    gold_step = next((g for g in rows if g.position == p.position), None)
+    if gold_step is None:
+        return OWN
+    return OWN if _score(gold_step) < threshold else CARRIED
+
+
+def failures(chains: Chains, gold: Chains | None, threshold: float) -> list[dict]:
+    """Every failing step with its chain, length, origin and error kind."""
+    out = []
+    for cid, rows in chains.items():
+        first = first_failing_step(rows, threshold)
+        for p in rows:
+            if _score(p) >= threshold:
+                continue
+            out.append(
+                {
+                    "chain_id": cid,
+                    "length": length_of(rows),
+                    "position": p.position,
+                    "first": p.position == first,
+                    "rougeL": _score(p),
+                    "origin": failure_origin(p, gold, threshold),
+                    "kind": error_kind(p),
+                }
+            )
+    return out
+
+
+def origin_counts(fails: list[dict], *, first_only: bool = False) -> dict[str, int]:
+    """How many failures are the step's own error vs carried over."""
+    c = Counter(f["origin"] for f in fails if f["first"] or not first_only)
+    return {OWN: c.get(OWN, 0), CARRIED: c.get(CARRIED, 0)}
+
+
+def kind_counts(fails: list[dict]) -> dict[str, int]:
+    c = Counter(f["kind"] for f in fails)
+    return {k: c.get(k, 0) for k in ERROR_KINDS}
+
+
+def error_kind(p: Prediction) -> str:
+    """The error kind of a failing step, in plain words (first rule that applies)."""
+    text = p.prediction or ""
+    if not text.strip():
+        return "missing step markers" if _missing_marker(p) else "empty"
+    if p.meta.get("hit_limit"):
+        return "truncated"
+    source = p.meta.get("input") or ""
+    if (
+        source.strip()
+        and rouge_l(source, text) >= COPY_THRESHOLD
+        and rouge_l(p.reference, text) < COPY_THRESHOLD
+    ):
+        return "copied the input"
+    ref_lang, pred_lang = guess_language(p.reference), guess_language(text)
+    if ref_lang and pred_lang and ref_lang != pred_lang:
+        return "wrong language"
+    return "other"
+
+
+def _missing_marker(p: Prediction) -> bool:
+    issues = p.meta.get("issues") or []
+    return any(i == "missing step markers" or i.startswith("missing marker") for i in issues)
+
+
+_STOPWORDS = {
+    "en": set("the and of to a in is that it for was on are with as be this by not or have from an".split()),
+    "fr": set("le la les et des est un une du en que qui pour dans ne pas au sur avec ce il elle".split()),
+    "es": set("el la los las y de que es en un una por con para del se no al lo su como más".split()),
+    "de": set("der die das und ist nicht ein eine zu den mit von auf für sich im dem des auch es".split()),
+}
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def guess_language(text: str, *, min_hits: int = 2, min_ratio: float = 0.1) -> str | None:
+    """A light guess among en/fr/es/de from stopword ratios; None when the text is too short or unclear."""
+    words = _WORD.findall((text or "").lower())
+    if not words:
+        return None
+    hits = {lang: sum(w in stops for w in words) for lang, stops in _STOPWORDS.items()}
+    lang, best = max(hits.items(), key=lambda kv: kv[1])
+    if best < min_hits or best / len(words) < min_ratio or list(hits.values()).count(best) > 1:
+        return None
+    return lang
+
+
+# ---- whole-run analysis and run vs run ---------------------------------------------------------------
+
+
+def analyze(preds: Iterable[Prediction], threshold: float) -> dict:
+    """Everything the report shows for one run, per mode."""
+    modes = group(preds)
+    gold = modes.get("stepwise-gold")
+    out = {}
+    for mode, chains in modes.items():
+        fails = failures(chains, gold, threshold)
+        out[mode] = {
+            "overall": overall(chains),
+            "by_length": by_length(chains),
+            "by_step": by_step(chains),
+            "first_failing": first_failing_counts(chains, threshold),
+            "origin": origin_counts(fails),
+            "origin_first": origin_counts(fails, first_only=True),
+            "error_kinds": kind_counts(fails),
+            "failing_chains": sorted({f["chain_id"] for f in fails}),
+        }
+    return out
+
+
+def chain_scores(chains: Chains) -> dict[int, float]:
+    """A chain's score for run-vs-run: the mean ROUGE-L of its steps."""
+    return {cid: float(np.mean([_score(p) for p in rows])) for cid, rows in chains.items()}
+
+
+def compare(
+    preds_a: Iterable[Prediction], preds_b: Iterable[Prediction], mode: str, *, eps: float = 1e-9
+) -> dict:
+    """The same test set under two runs: per-chain deltas (b - a), improved and regressed first.
+
+    Only chains both runs scored in ``mode`` are compared.
+    """
+    a, b = group(preds_a).get(mode, {}), group(preds_b).get(mode, {})
+    sa, sb = chain_scores(a), chain_scores(b)
+    rows = [
+        {"chain_id": c, "length": length_of(a[c]), "a": sa[c], "b": sb[c], "delta": sb[c] - sa[c]}
+        for c in sorted(set(sa) & set(sb))
+    ]
+    improved = sorted((r for r in rows if r["delta"] > eps), key=lambda r: -r["delta"])
+    regressed = sorted((r for r in rows if r["delta"] < -eps), key=lambda r: r["delta"])
+    unchanged = [r for r in rows if abs(r["delta"]) <= eps]
+    return {
+        "mode": mode,
+        "n_chains": len(rows),
+        "improved": improved,
+        "regressed": regressed,
+        "unchanged": len(unchanged),
+        "rows": improved + regressed + unchanged,
+        "by_length": {
+            "a": by_length({c: a[c] for c in sa if c in sb}),
+            "b": by_length({c: b[c] for c in sb if c in sa}),
+        },
+    }

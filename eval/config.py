@@ -1,0 +1,68 @@
+"""The configuration of an eval run: one dataclass for the form, the CLI flags and the saved job config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from store.errors import CoiError
+
+MODES = ("chain", "stepwise-gold", "stepwise-own")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate, on which data, and how."""
+
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Base model: registry name, local path or HF id (default: gemma-3-270m)."},
+    )
+    adapter_job: int | None = field(
+        default=None,
+        metadata={"help": "Id of a finished train job whose LoRA adapter goes on top of the base."},
+    )
+    adapter_dir: str | None = field(
+        default=None, metadata={"help": "A LoRA adapter directory (instead of a job)."}
+    )
+    version: int | None = field(
+        default=None, metadata={"help": "Dataset version id (default: the train job's, else the newest)."}
+    )
+    split: str = field(default="test", metadata={"help": "Which split of the version to evaluate."})
+    modes: tuple[str, ...] = field(default=MODES, metadata={"help": "Prediction modes to run."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generation batch."})
+    max_new_tokens: int = field(default=128, metadata={"help": "The most new tokens per answer."})
+    lengths: tuple[int, ...] = field(default=(), metadata={"help": "Only these chain lengths (empty: all)."})
+    fail_threshold: float = field(
+        default=0.3, metadata={"help": "A step fails when its ROUGE-L is below this (first failing step)."}
+    )
+    limit: int | None = field(
+        default=None, metadata={"help": "Evaluate at most this many chains (quick runs)."}
+    )
+    use_stemmer: bool = field(default=False, metadata={"help": "Porter-stem words before ROUGE-L."})
+    name: str = field(default="", metadata={"help": "A label for the run."})
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise CoiError(
+                f"Unknown eval mode(s): {', '.join(bad) or 'none given'}", f"Use {', '.join(MODES)}."
+            )
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise CoiError("Batch size and max new tokens must be at least 1", "Pick positive numbers.")
+        if not 0.0 <= self.fail_threshold <= 1.0:
+            raise CoiError("The fail threshold is a ROUGE-L value", "Pick a number between 0 and 1.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvalConfig:
+        """Build from a saved job config; unknown keys are ignored, lists become tuples."""
+        known = {f.name for f in fields(cls)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+def help_of(name: str) -> str:
+    """The help text of a field (shared by the CLI and the page's form)."""
+    return next(f.metadata.get("help", "") for f in fields(EvalConfig) if f.name == name)

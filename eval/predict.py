@@ -1,0 +1,211 @@
+"""Batched generation and the three prediction modes on a test split.
+
+- ``chain``: the whole CoI instruction in one prompt (the paper's setting); the shared parser
+  ``store.coi_format.parse_output`` splits the answer into per-step outputs.
+- ``stepwise-gold``: each step alone, its input the gold output of the step before.
+- ``stepwise-own``: each step alone, its input the model's own output of the step before
+  (batched across chains, one step position at a time).
+
+Generation pads on the LEFT so every row of a batch ends where its new tokens begin, is greedy by
+default and stops at end-of-sequence. Heavy imports (torch, peft) stay inside functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from eval.rouge import RougeL
+from store.coi_format import chain_prompt, parse_output, render_prompt
+from store.predictions import Prediction
+
+Progress = Callable[[int, str], None]  # (units just finished, message)
+
+
+@dataclass
+class Generation:
+    """One generated answer: its text, its token count and whether it hit ``max_new_tokens``."""
+
+    text: str
+    n_tokens: int
+    hit_limit: bool
+
+
+@dataclass
+class Generator:
+    """Greedy (or sampled) batched generation with left padding.
+
+    Args:
+        model: A causal LM (optionally a peft model), already on its device.
+        tokenizer: Its tokenizer; a missing pad token falls back to eos.
+        batch_size: Prompts per forward pass.
+        max_new_tokens: The most new tokens per answer.
+        do_sample: False (greedy) by default, as in the paper's evaluation.
+    """
+
+    model: object
+    tokenizer: object
+    batch_size: int = 8
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    eos_ids: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        tok = self.tokenizer
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        self.eos_ids = _eos_ids(self.model, tok)
+
+    def generate(self, prompts: Sequence[str], on_batch: Progress | None = None) -> list[Generation]:
+        """Answers to ``prompts`` in their order; batches hold prompts of similar length (less padding)."""
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[Generation | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            for i, gen in zip(idx, self._batch([prompts[i] for i in idx])):
+                out[i] = gen
+            if on_batch:
+                on_batch(len(idx), f"generated {min(start + len(idx), len(order))}/{len(order)}")
+        return out  # type: ignore[return-value]
+
+    def _batch(self, prompts: list[str]) -> list[Generation]:
+        import torch
+
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=self.do_sample,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :].tolist()
+        return [self._decode(row) for row in new]
+
+    def _decode(self, ids: list[int]) -> Generation:
+        eos = set(self.eos_ids)
+        end = next((i for i, t in enumerate(ids) if t in eos), None)
+        kept = ids if end is None else ids[:end]
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Generation(
+            text=text, n_tokens=len(kept), hit_limit=end is None and len(ids) >= self.max_new_tokens
+        )
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids = model.generation_config.eos_token_id if getattr(model, "generation_config", None) else None
+    ids = list(ids) if isinstance(ids, (list, tuple)) else ([ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def load_generator(
+    model: str | None,
+    adapter_dir: str | None,
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+    log: Callable[[str], None] = print,
+) -> Generator:
+    """Load the base model (registry name, path or HF id), optionally with a LoRA adapter on top."""
+    import torch
+
+    from training.models import load_causal_lm
+
+    lm, tokenizer = load_causal_lm(model, log=log)
+    if adapter_dir:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter_dir)
+        lm = lm.merge_and_unload()  # plain weights generate faster than LoRA hooks
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm.to(device).eval()
+    return Generator(lm, tokenizer, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
+def _step_input(record: dict, k: int, previous: list[str]) -> str:
+    """The input of step ``k`` (0-based): the chain input, then the previous step's output."""
+    return record["input"] if k == 0 else previous[k - 1]
+
+
+def _row(
+    record: dict, k: int, mode: str, prompt: str | None, text: str, scorer: RougeL, meta: dict
+) -> Prediction:
+    reference = record["outputs"][k]
+    meta = {"length": record["length"], **meta}
+    return Prediction(
+        chain_id=record["chain_id"],
+        position=k + 1,
+        mode=mode,
+        prediction=text,
+        reference=reference,
+        rougeL=scorer.fmeasure(reference, text),
+        prompt=prompt,
+        meta=meta,
+    )
+
+
+def predict_chain(
+    gen: Generator, records: list[dict], scorer: RougeL, progress: Progress | None = None
+) -> list[Prediction]:
+    """Chain mode: one prompt per chain, the answer split into steps by the shared parser."""
+    prompts = [chain_prompt(r["instructions"], r["input"]) for r in records]
+    rows: list[Prediction] = []
+    for record, prompt, g in zip(records, prompts, gen.generate(prompts, progress)):
+        n = record["length"]
+        parsed = parse_output(g.text, n)
+        last = max((k for k, o in enumerate(parsed.outputs) if o.strip()), default=n - 1)
+        for k in range(n):
+            meta = {
+                "raw": g.text,
+                "issues": parsed.issues,
+                "hit_limit": g.hit_limit and k == last,
+                "input": _step_input(record, k, parsed.outputs),
+            }
+            rows.append(_row(record, k, "chain", prompt if k == 0 else None, parsed.outputs[k], scorer, meta))
+    return rows
+
+
+def predict_stepwise_gold(
+    gen: Generator, records: list[dict], scorer: RougeL, progress: Progress | None = None
+) -> list[Prediction]:
+    """Each step alone with the gold output of the step before: all steps go in one batched pass."""
+    jobs = [(r, k, _step_input(r, k, r["outputs"])) for r in records for k in range(r["length"])]
+    prompts = [render_prompt(r["instructions"][k], inp) for r, k, inp in jobs]
+    rows = []
+    for (r, k, inp), prompt, g in zip(jobs, prompts, gen.generate(prompts, progress)):
+        meta = {"hit_limit": g.hit_limit, "input": inp}
+        rows.append(_row(r, k, "stepwise-gold", prompt, g.text, scorer, meta))
+    return rows
+
+
+def predict_stepwise_own(
+    gen: Generator, records: list[dict], scorer: RougeL, progress: Progress | None = None
+) -> list[Prediction]:
+    """Each step alone with the model's own previous output, batched across chains step by step."""
+    own: dict[int, list[str]] = {i: [] for i in range(len(records))}
+    rows: list[Prediction] = []
+    for k in range(max((r["length"] for r in records), default=0)):
+        active = [i for i, r in enumerate(records) if r["length"] > k]
+        inputs = [_step_input(records[i], k, own[i]) for i in active]
+        prompts = [render_prompt(records[i]["instructions"][k], inp) for i, inp in zip(active, inputs)]
+        for i, inp, prompt, g in zip(active, inputs, prompts, gen.generate(prompts, progress)):
+            own[i].append(g.text)
+            meta = {"hit_limit": g.hit_limit, "input": inp}
+            rows.append(_row(records[i], k, "stepwise-own", prompt, g.text, scorer, meta))
+    return rows
+
+
+PREDICTORS = {
+    "chain": predict_chain,
+    "stepwise-gold": predict_stepwise_gold,
+    "stepwise-own": predict_stepwise_own,
+}
+
+
+def units(records: list[dict], mode: str) -> int:
+    """How many generations a mode needs (for progress bars)."""
+    return len(records) if mode == "chain" else sum(r["length"] for r in records)

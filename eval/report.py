@@ -1,0 +1,180 @@
+"""Eval reports: a JSON report and a Markdown summary of a run (optionally against another run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlite_utils
+
+from eval.analysis import CARRIED, ERROR_KINDS, NONE, OWN, analyze, compare
+from eval.config import EvalConfig
+from store.errors import CoiError
+from store.jobs import get_job
+from store.predictions import get_predictions
+
+MAIN_MODES = ("chain", "stepwise-own", "stepwise-gold")
+
+
+def run_summary(db: sqlite_utils.Database, run_id: int) -> dict:
+    """The run's job facts a report starts with.
+
+    Raises:
+        CoiError: there is no eval run with that id.
+    """
+    job = get_job(db, run_id)
+    if job is None or job.kind != "eval":
+        raise CoiError(
+            f"There is no eval run #{run_id}", "List runs on the Evaluate page or with `coi jobs`."
+        )
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status,
+        "config": job.config,
+        "created_at": job.created_at,
+    }
+
+
+def main_mode(modes: dict) -> str | None:
+    """The mode headline numbers come from: chain (the paper's setting) if present."""
+    return next((m for m in MAIN_MODES if m in modes), None)
+
+
+def build_report(
+    db: sqlite_utils.Database, run_id: int, *, threshold: float | None = None, compare_to: int | None = None
+) -> dict:
+    """The full report dict of a run (JSON-ready)."""
+    run = run_summary(db, run_id)
+    if threshold is None:
+        threshold = EvalConfig.from_dict(run["config"]).fail_threshold
+    preds = get_predictions(db, run_id)
+    modes = analyze(preds, threshold)
+    mode = main_mode(modes)
+    report = {
+        "run": run,
+        "threshold": threshold,
+        "main_mode": mode,
+        "overall": {m: a["overall"] for m, a in modes.items()},
+        "modes": modes,
+    }
+    if compare_to is not None:
+        other = run_summary(db, compare_to)
+        other_preds = get_predictions(db, compare_to)
+        report["compare"] = {
+            "a": other,
+            "b": run,
+            "modes": {m: compare(other_preds, preds, m) for m in modes},
+        }
+    return report
+
+
+def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
+    """Write ``report.json`` and ``summary.md`` to ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "report.json", out / "summary.md"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, sort_keys=False))
+    md_path.write_text(to_markdown(report))
+    return {"json": str(json_path), "markdown": str(md_path)}
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{100 * x:.1f}"  # NaN-safe
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _mode_section(mode: str, a: dict) -> list[str]:
+    lines = [
+        f"## Mode: {mode}",
+        "",
+        "ROUGE-L x 100 by chain length (final output with 95% bootstrap CI; all steps):",
+        "",
+    ]
+    lines += _table(
+        ["length", "chains", "final", "95% CI", "steps mean"],
+        [
+            [
+                f"CoI{n}",
+                v["n"],
+                _pct(v["final"]["mean"]),
+                f"{_pct(v['final']['low'])}-{_pct(v['final']['high'])}",
+                _pct(v["steps_mean"]),
+            ]
+            for n, v in a["by_length"].items()
+        ],
+    )
+    steps = a["by_step"]
+    max_pos = max((int(p) for row in steps.values() for p in row), default=0)
+    lines += ["", "ROUGE-L x 100 by step:", ""]
+    lines += _table(
+        ["length"] + [f"step {k}" for k in range(1, max_pos + 1)],
+        [
+            [n if n == "all" else f"CoI{n}"]
+            + [_pct(row[str(k)]) if str(k) in row else "" for k in range(1, max_pos + 1)]
+            for n, row in steps.items()
+        ],
+    )
+    hist = a["first_failing"]
+    keys = [str(k) for k in range(1, max_pos + 1)] + [NONE]
+    lines += ["", "First failing step (chains):", ""]
+    lines += _table(
+        ["length"] + keys,
+        [[n if n == "all" else f"CoI{n}"] + [row.get(k, 0) for k in keys] for n, row in hist.items()],
+    )
+    lines += ["", f"Failing steps: {a['origin'][OWN]} own errors, {a['origin'][CARRIED]} carried over "]
+    lines += [
+        f"(first failures: {a['origin_first'][OWN]} own, {a['origin_first'][CARRIED]} carried over).",
+        "",
+    ]
+    lines += _table(["error kind", "steps"], [[k, a["error_kinds"][k]] for k in ERROR_KINDS]) + [""]
+    return lines
+
+
+def _compare_section(cmp: dict) -> list[str]:
+    a, b = cmp["a"], cmp["b"]
+    lines = [f"## Run #{b['id']} vs run #{a['id']}", ""]
+    for mode, c in cmp["modes"].items():
+        lines += [
+            f"### {mode}: {len(c['improved'])} improved, {len(c['regressed'])} regressed, {c['unchanged']} unchanged",
+            "",
+        ]
+        rows = [
+            [n, _pct(c["by_length"]["a"][n]["final"]["mean"]), _pct(c["by_length"]["b"][n]["final"]["mean"])]
+            for n in c["by_length"]["b"]
+        ]
+        lines += _table(
+            ["length", f"#{a['id']} final", f"#{b['id']} final"], [[f"CoI{r[0]}", r[1], r[2]] for r in rows]
+        )
+        top = c["improved"][:5] + c["regressed"][:5]
+        if top:
+            lines += ["", "Largest changes (mean step ROUGE-L x 100):", ""]
+            lines += _table(
+                ["chain", "length", f"#{a['id']}", f"#{b['id']}", "delta"],
+                [
+                    [r["chain_id"], r["length"], _pct(r["a"]), _pct(r["b"]), f"{100 * r['delta']:+.1f}"]
+                    for r in top
+                ],
+            )
+        lines.append("")
+    return lines
+
+
+def to_markdown(report: dict) -> str:
+    """A readable summary: tables by length and by step, first failing step, own vs carried over."""
+    run = report["run"]
+    lines = [
+        f"# Eval run #{run['id']}: {run['name']}",
+        "",
+        f"Status: {run['status']}. A step fails below ROUGE-L {report['threshold']}.",
+        "",
+    ]
+    for mode, a in report["modes"].items():
+        lines += _mode_section(mode, a)
+    if "compare" in report:
+        lines += _compare_section(report["compare"])
+    return "\n".join(lines).rstrip() + "\n"

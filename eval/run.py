@@ -1,0 +1,159 @@
+"""The eval entry point: ``python -m eval.run --job ID``, and ``submit_eval`` that starts it.
+
+An eval run is a background job like training (kind 'eval'): the parent validates the config and
+launches the child detached; the child loads the model (base, or base + the LoRA adapter of a
+train job), predicts in each mode, saves predictions, writes its report and records the summary
+as the job result. Progress goes to the job row at every batch; cancel kills the process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import sqlite_utils
+
+from eval.config import EvalConfig
+from store.db import connect
+from store.errors import CoiError
+from store.jobs import create_job, get_job, heartbeat
+from store.predictions import save_predictions
+from store.versions import get_version, list_versions, version_records
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def resolve_config(db: sqlite_utils.Database, cfg: EvalConfig) -> EvalConfig:
+    """Fill in the adapter, base model and dataset version from the train job and the DB.
+
+    Raises:
+        CoiError: the train job, its adapter or the dataset version is missing.
+    """
+    if cfg.adapter_job is not None:
+        job = get_job(db, cfg.adapter_job)
+        if job is None or job.kind != "train":
+            raise CoiError(f"There is no train job #{cfg.adapter_job}", "Pick a finished training run.")
+        adapter = job.result.get("adapter_dir")
+        if job.status != "succeeded" or not adapter:
+            raise CoiError(
+                f"Train job #{job.id} has no adapter ({job.status})", "Pick a finished training run."
+            )
+        cfg = replace(
+            cfg,
+            adapter_dir=adapter,
+            model=cfg.model or job.result.get("base_model") or job.config.get("base_model"),
+            version=cfg.version if cfg.version is not None else job.result.get("dataset_version"),
+        )
+    if cfg.adapter_dir and not Path(cfg.adapter_dir).exists():
+        raise CoiError(
+            f"Adapter directory {cfg.adapter_dir} does not exist", "Train again or pick another run."
+        )
+    if cfg.version is None:
+        versions = list_versions(db)
+        if not versions:
+            raise CoiError(
+                "There is no dataset version yet", "Create one on the Train page or with `coi export`."
+            )
+        cfg = replace(cfg, version=versions[0].id)
+    elif get_version(db, cfg.version) is None:
+        raise CoiError(f"There is no dataset version #{cfg.version}", "Pick one of the listed versions.")
+    return cfg
+
+
+def load_eval_records(db: sqlite_utils.Database, cfg: EvalConfig) -> list[dict]:
+    """The records an eval run scores (split, lengths, limit applied)."""
+    records = version_records(db, cfg.version, cfg.split, list(cfg.lengths) or None)
+    if cfg.limit:
+        records = records[: cfg.limit]
+    if not records:
+        raise CoiError(
+            f"Dataset version #{cfg.version} has no {cfg.split} chains to evaluate",
+            "Pick another version, split or chain lengths.",
+        )
+    return records
+
+
+def submit_eval(db: sqlite_utils.Database, cfg: EvalConfig, *, launch_process: bool = True) -> int:
+    """Validate the config, create the 'eval' job and start its process; returns the job id."""
+    from training.jobs import launch
+
+    cfg = resolve_config(db, cfg)
+    load_eval_records(db, cfg)  # fail now, in the form, rather than in the background
+    name = cfg.name or _default_name(cfg)
+    job_id = create_job(db, "eval", cfg.to_dict(), name=name)
+    if launch_process:
+        launch(db, job_id, "eval.run")
+    return job_id
+
+
+def _default_name(cfg: EvalConfig) -> str:
+    model = cfg.model or "gemma-3-270m"
+    tuned = (
+        f" + adapter of train #{cfg.adapter_job}"
+        if cfg.adapter_job
+        else (" + adapter" if cfg.adapter_dir else "")
+    )
+    return f"{model}{tuned} on v{cfg.version}/{cfg.split}"
+
+
+def run_eval(job_id: int) -> dict:
+    """The child's main sequence: model -> predictions per mode -> report; returns the job result."""
+    from eval.predict import PREDICTORS, load_generator, units
+    from eval.report import build_report, write_report
+    from eval.rouge import RougeL
+
+    db = connect()
+    job = get_job(db, job_id)
+    cfg = resolve_config(db, EvalConfig.from_dict(job.config))
+    log(f"Eval job {job_id}: {cfg.to_dict()}")
+    records = load_eval_records(db, cfg)
+    total = sum(units(records, m) for m in cfg.modes)
+    heartbeat(db, job_id, done=0, total=total, message="loading the model")
+    gen = load_generator(
+        cfg.model, cfg.adapter_dir, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, log=log
+    )
+    log(f"1/3 model {cfg.model or 'gemma-3-270m'}{' + ' + cfg.adapter_dir if cfg.adapter_dir else ''}")
+    done = 0
+    scorer = RougeL(cfg.use_stemmer)
+    for mode in cfg.modes:
+
+        def progress(n: int, msg: str, mode: str = mode) -> None:
+            nonlocal done
+            done += n
+            heartbeat(db, job_id, done=done, total=total, message=f"{mode}: {msg}")
+
+        rows = PREDICTORS[mode](gen, records, scorer, progress)
+        save_predictions(db, job_id, rows)
+        log(f"2/3 {mode}: {len(rows)} step predictions over {len(records)} chains")
+    report = build_report(db, job_id, threshold=cfg.fail_threshold)
+    paths = write_report(report, _report_dir(job))
+    log(f"3/3 report written to {paths['json']}")
+    return {
+        "report_dir": str(Path(paths["json"]).parent),
+        "n_chains": len(records),
+        "overall": report["overall"],
+    }
+
+
+def _report_dir(job) -> Path:
+    from training.jobs import logs_dir
+
+    return logs_dir().parent / "eval" / f"run-{job.id}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.jobs import run_as_job
+
+    parser = argparse.ArgumentParser(prog="python -m eval.run")
+    parser.add_argument("--job", type=int, required=True, help="The eval job's id.")
+    args = parser.parse_args(argv)
+    return run_as_job(args.job, run_eval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

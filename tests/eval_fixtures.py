@@ -1,0 +1,64 @@
+"""Helpers of the eval tests: accepted chains frozen into a version, and eval runs made directly in the DB."""
+
+from __future__ import annotations
+
+import time
+
+from store.chains import insert_chain
+from store.jobs import create_job, finish_job, get_job
+from store.models import Chain, Step
+from store.predictions import Prediction, save_predictions
+from store.versions import SplitSpec, create_version
+
+TEXTS = ["the cat sat on the mat", "a dog ran far away", "birds sing at dawn", "rain falls on the town"]
+
+
+def make_chain(i: int, length: int) -> Chain:
+    """A chain whose step k upper-cases or repeats the previous output (easy, checkable references)."""
+    text = TEXTS[i % len(TEXTS)] + f" {i}"
+    steps = []
+    for k in range(1, length + 1):
+        out = text.upper() if k % 2 else f"{text.lower()} again"
+        steps.append(Step(position=k, instruction=f"Rewrite the text in way {k}", input=text, output=out))
+        text = out
+    return Chain(steps=steps, status="accepted", source="test")
+
+
+def make_version(db, n_chains: int = 15, max_len: int = 3, test_fraction: float = 0.4) -> int:
+    """Insert accepted chains of lengths 1..max_len and freeze them into a version (train and test)."""
+    for i in range(n_chains):
+        insert_chain(db, make_chain(i, 1 + i % max_len))
+    lengths = tuple(range(1, max_len + 1))
+    spec = SplitSpec(train_lengths=lengths, test_lengths=lengths, test_fraction=test_fraction)
+    return create_version(db, spec, name="eval-test")
+
+
+def fake_run(db, scores: dict[int, list[float]], *, name: str = "run", mode: str = "chain", gold=None) -> int:
+    """A finished eval job with predictions whose ROUGE-L per chain and step are ``scores``."""
+    run_id = create_job(db, "eval", {"fail_threshold": 0.5, "modes": [mode]}, name=name, status="running")
+    rows = []
+    for cid, steps in scores.items():
+        for k, s in enumerate(steps, 1):
+            pred = "" if s == 0 else f"prediction {cid}.{k} <b>bold</b> *stars*"
+            meta = {"length": len(steps), "input": f"input {cid}.{k}"}
+            rows.append(Prediction(cid, k, mode, pred, f"reference {cid}.{k} words", s, f"prompt {k}", meta))
+    for cid, steps in (gold or {}).items():
+        for k, s in enumerate(steps, 1):
+            meta = {"length": len(steps), "input": "gold input"}
+            rows.append(
+                Prediction(cid, k, "stepwise-gold", f"gold pred {k}", f"reference {cid}.{k}", s, None, meta)
+            )
+    save_predictions(db, run_id, rows)
+    finish_job(db, run_id, "succeeded")
+    return run_id
+
+
+def wait_for(db, job_id: int, pred, timeout: float = 240.0):
+    """Poll the job until ``pred(job)`` holds; returns the job."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = get_job(db, job_id)
+        if pred(job):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} never reached the condition; last: {get_job(db, job_id)}")
