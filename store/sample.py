@@ -80,6 +80,10 @@ def load_sample_data(
     """Load the sample tasks and chains once (a setting remembers it); ``force`` loads again (deduped)."""
     if not force and get_setting(db, LOADED_KEY):
         return SampleReport(skipped=True)
+    if not (data_dir / "tasks.jsonl").exists() or not (data_dir / "chains.json").exists():
+        raise CoiError(
+            f"The sample data is missing from {data_dir}", "Reinstall, or run `coi init --no-sample`."
+        )
     tasks = read_sample_tasks(data_dir)
     records = read_sample_chains(data_dir)
     report = SampleReport()
