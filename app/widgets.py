@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import streamlit as st
 
 from store.errors import CoiError
+from store.models import Chain, Step
 
 T = TypeVar("T")
 
@@ -28,3 +32,108 @@ def guarded(fn: Callable[..., T], *args, **kwargs) -> T | None:
 def plain_text(text: str, *, height: int | None = None, key: str | None = None) -> None:
     """Show user or model text literally: st.code never interprets HTML or markdown."""
     st.code(text or "", language=None, wrap_lines=True, height=height)
+
+
+# ------------------------------------------------------------------------------------- review widgets
+
+ORIGIN_COLORS = {"gold": "orange", "llm": "blue", "human": "green"}
+ORIGIN_LABELS = {"gold": "gold", "llm": "LLM", "human": "human"}
+
+
+@dataclass(frozen=True)
+class StepAction:
+    """What the reviewer asked for on one step card: ``save`` (with text and reason) or ``confirm``."""
+
+    kind: str
+    position: int
+    text: str = ""
+    reason: str = ""
+
+
+def verdict_box(composition: dict | None) -> None:
+    """The checker's verdict (a fixed word), its confidence, and its reason shown literally."""
+    if not composition:
+        st.caption("No checker verdict (imported or hand-made chain).")
+        return
+    # Badge labels render markdown, so only word characters of the verdict go into one.
+    verdict = re.sub(r"[^\w .-]", "", str(composition.get("verdict") or "none"))[:30]
+    color = {"yes": "green", "fits": "green", "no": "red"}.get(str(verdict).lower(), "gray")
+    conf = composition.get("confidence")
+    cols = st.columns([1, 1, 4])
+    cols[0].badge(f"checker: {verdict}", color=color)
+    if conf is not None:
+        cols[1].badge(f"confidence {conf:.2f}", color="gray")
+    cols[2].caption(f"Composition #{composition['id']} · {composition.get('n_chains', 1)} chain(s)")
+    if composition.get("reason"):
+        st.text("Checker's reason:")
+        plain_text(composition["reason"])
+
+
+def chain_view(chain: Chain, *, editable: bool = True, key: str = "chain") -> StepAction | None:
+    """The chain's steps as connected cards: instruction -> input -> output -> next step's input.
+
+    Returns:
+        The action the reviewer took on a card in this run, if any.
+    """
+    action = None
+    for step in chain.steps:
+        previous = chain.steps[step.position - 2] if step.position > 1 else None
+        result = _step_card(step, chain.length, previous, editable=editable, key=f"{key}_{step.position}")
+        action = action or result
+        if step.position < chain.length:
+            st.caption(f"⬇ the output of step {step.position} is the input of step {step.position + 1}")
+    return action
+
+
+def _step_card(step: Step, n: int, previous: Step | None, *, editable: bool, key: str) -> StepAction | None:
+    with st.container(border=True):
+        head = st.columns([2, 1, 1, 3])
+        head[0].markdown(f"**Step {step.position} of {n}**")
+        head[1].badge(
+            ORIGIN_LABELS.get(step.origin, step.origin), color=ORIGIN_COLORS.get(step.origin, "gray")
+        )
+        if step.stale:
+            head[2].badge("stale", icon="⚠️", color="red")
+        st.caption("Instruction")
+        plain_text(step.instruction)
+        if previous is None or step.input != previous.output:
+            st.caption("Input" if previous is None else "Input (differs from the previous output!)")
+            plain_text(step.input)
+        st.caption("Output")
+        plain_text(step.output)
+        if step.stale:
+            st.warning(
+                "Stale: an earlier step changed, so this step's input changed. "
+                "Regenerate, edit, or confirm it as is."
+            )
+        return _step_editor(step, key) if editable else None
+
+
+def _step_editor(step: Step, key: str) -> StepAction | None:
+    if step.stale and st.button("Keep this output as is", key=f"{key}_confirm"):
+        return StepAction("confirm", step.position)
+    with st.expander(f"✏️ Edit step {step.position} output"):
+        with st.form(key=f"{key}_form", border=False):
+            text = st.text_area("New output", value=step.output, key=f"{key}_text", height=150)
+            reason = st.text_input("Reason (optional)", key=f"{key}_reason")
+            if st.form_submit_button(f"Save step {step.position}", type="primary", key=f"{key}_save"):
+                return StepAction("save", step.position, text, reason)
+    return None
+
+
+def step_diff(old: str, new: str, *, title: str = "") -> None:
+    """Old and new output side by side, plus a line diff (all literal text)."""
+    if title:
+        st.markdown(f"**{title}**")
+    left, right = st.columns(2)
+    with left:
+        st.caption("Old output")
+        plain_text(old)
+    with right:
+        st.caption("New output")
+        plain_text(new)
+    diff = "\n".join(difflib.unified_diff(old.splitlines(), new.splitlines(), "old", "new", lineterm="", n=1))
+    if diff:
+        st.code(diff, language="diff", wrap_lines=True)
+    else:
+        st.caption("No change.")

@@ -1,6 +1,305 @@
-"""Review page."""
+"""Review page: the queue, one chain at a time, edits, regeneration, decisions, history and agreement.
+
+All changes go through store.review (optimistic locking on the version this session loaded).
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from app.state import db_path, init_state
+from app.widgets import chain_view, plain_text, show_error, step_diff, verdict_box
+from store import review as rv
+from store.agreement import agreement
+from store.chains import get_chain
+from store.db import open_db
+from store.errors import CoiError
+from store.settings import set_setting
+
+PAGE_SIZE = 20
+SORT_LABELS = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "least_confident": "Checker confidence (least sure first)",
+    "most_confident": "Checker confidence (most sure first)",
+    "random": "Random (seeded)",
+}
+
+init_state()
+ss = st.session_state
+ss.setdefault("review_skipped", [])
+ss.setdefault("review_seen", {})  # chain id -> the version this session loaded (optimistic locking)
+ss.setdefault("review_offset", 0)
+me = ss["reviewer"]
+
+
+def flash(kind: str, message: str) -> None:
+    ss["review_flash"] = (kind, message)
+
+
+def run_action(fn, *args, **kwargs) -> bool:
+    """Run a store change; a conflict or user error is kept for the next run. True on success."""
+    try:
+        with open_db(db_path()) as db:
+            fn(db, *args, **kwargs)
+        return True
+    except rv.ConflictError as exc:
+        ss["review_conflict"] = exc
+    except CoiError as exc:
+        flash("error", exc.message + (f"\n\n{exc.hint}" if exc.hint else ""))
+    return False
+
+
+def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
+    sb = st.sidebar
+    sb.text(f"Reviewing as: {me}")
+    statuses = sb.multiselect("Status", rv.CHAIN_STATUSES, default=list(rv.OPEN_STATUSES))
+    lengths = sb.multiselect("Chain length", choices["length"])
+    pick = {
+        k: sb.selectbox(k.title(), ["(any)", *choices[k]])
+        for k in ("category", "verdict", "source", "reviewer")
+    }
+    stale = sb.selectbox("Stale steps", ["(any)", "with stale steps", "without"])
+    search = sb.text_input("Search text (or #id)")
+    sort = sb.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get)
+    seed = int(sb.number_input("Seed", value=0, step=1)) if sort == "random" else 0
+    return rv.QueueFilter(
+        statuses=tuple(statuses),
+        lengths=tuple(lengths),
+        **{k: (None if v == "(any)" else v) for k, v in pick.items()},
+        stale={"(any)": None, "with stale steps": True, "without": False}[stale],
+        search=search,
+        sort=sort,
+        seed=seed,
+        pending_for=me if double else None,
+        exclude_ids=tuple(ss["review_skipped"]),
+    )
+
+
+def show_queue(db, f: rv.QueueFilter) -> int | None:
+    """The queue page as a table and a picker; returns the chain to show."""
+    total, capped = rv.queue_count(db, f)
+    rows = rv.queue_page(db, f, offset=ss["review_offset"], limit=PAGE_SIZE)
+    first = ss["review_offset"] + 1
+    st.caption(f"{first}-{first + len(rows) - 1} of {total}{'+' if capped else ''} in the queue")
+    if not rows:
+        st.info("Nothing to review with these filters.")
+        return None
+    ids = [r.id for r in rows]
+    table = [
+        {
+            "id": r.id,
+            "len": r.length,
+            "status": r.status,
+            "stale": r.n_stale,
+            "verdict": r.verdict,
+            "first step": r.preview,
+        }
+        for r in rows
+    ]
+    st.dataframe(table, hide_index=True, height=260)
+    current = ss.get("review_current")
+    index = ids.index(current) if current in ids else 0
+    labels = {r.id: f"#{r.id} · {r.length} steps · {r.status}" for r in rows}
+    ss["review_current"] = st.selectbox("Open chain", ids, index=index, format_func=labels.get)
+    prev, nxt = st.columns(2)
+    if prev.button("◀ Previous page", disabled=ss["review_offset"] == 0, shortcut="Left"):
+        ss["review_offset"] = max(0, ss["review_offset"] - PAGE_SIZE)
+        st.rerun()
+    if nxt.button("Next page ▶", disabled=len(rows) < PAGE_SIZE, shortcut="Right"):
+        ss["review_offset"] += PAGE_SIZE
+        st.rerun()
+    return ss["review_current"]
+
+
+def show_conflict(chain_id: int) -> None:
+    exc: rv.ConflictError = ss["review_conflict"]
+    show_error(exc)
+    for edit in exc.changes:
+        where = f"step {edit.position} " if edit.position else ""
+        st.text(f"{edit.author or 'someone'} changed {where}{edit.field} at {edit.at}:")
+        plain_text(edit.new or "")
+    if st.button("Reload chain", type="primary", key="reload_conflict"):
+        reload(chain_id)
+
+
+def reload(chain_id: int) -> None:
+    ss.pop("review_conflict", None)
+    ss.pop("review_proposals", None)
+    ss["review_seen"].pop(chain_id, None)
+    st.rerun()
+
+
+def decision_bar(chain, comp: dict | None, seen: int) -> None:
+    cols = st.columns([1, 1, 1, 1, 2])
+    if cols[0].button("Accept", type="primary", shortcut="A", key="accept"):
+        decide(chain.id, "accept", seen)
+    tag = cols[4].selectbox("Reject reason", rv.REJECT_TAGS, format_func=lambda t: t or "(no reason)")
+    if cols[1].button("Reject", shortcut="X", key="reject"):
+        decide(chain.id, "reject", seen, tag)
+    if cols[2].button("Skip", shortcut="S", key="skip"):
+        decide(chain.id, "skip", seen)
+    if cols[3].button("Undo", shortcut="U", key="undo", help="Undo the last edit or decision on this chain"):
+        if run_action(rv.undo_last, chain.id, author=me, expected_version=seen):
+            ss["review_seen"].pop(chain.id, None)
+            flash("success", f"Undid the last change on chain #{chain.id}.")
+        st.rerun()
+    if (
+        comp
+        and comp["n_chains"] > 1
+        and st.button(f"Reject the whole composition ({comp['n_chains']} chains)")
+    ):
+        if run_action(rv.reject_composition, comp["id"], reviewer=me, reason=tag):
+            flash("success", f"Rejected all {comp['n_chains']} chains of composition #{comp['id']}.")
+        st.rerun()
+
+
+def decide(chain_id: int, decision: str, seen: int, reason: str = "") -> None:
+    if run_action(rv.decide, chain_id, decision, reviewer=me, expected_version=seen, reason=reason):
+        if decision == "skip":
+            ss["review_skipped"].append(chain_id)
+        ss["review_seen"].pop(chain_id, None)
+        ss.pop("review_current", None)
+        flash("success", f"Chain #{chain_id}: {decision}.")
+    st.rerun()
+
+
+def regenerate(chain) -> None:
+    """Propose new outputs for the stale steps through the configured LLM (nothing saved yet)."""
+    from pipeline.generate import generate_output
+    from pipeline.llm import LLMClient, LLMConfig
+
+    try:
+        with open_db(db_path()) as db:
+            client = LLMClient(LLMConfig.resolve(db), db_path())
+        props = rv.propose_regeneration(chain, lambda i, t: generate_output(client, i, t))
+        ss["review_proposals"] = {"chain_id": chain.id, "items": props}
+    except CoiError as exc:
+        flash("error", str(exc))
+    st.rerun()
+
+
+def show_proposals(chain, seen: int) -> None:
+    st.subheader("Regenerated outputs: keep or discard each")
+    keep = {}
+    for p in ss["review_proposals"]["items"]:
+        step_diff(p.old_output, p.new_output, title=f"Step {p.position}")
+        if p.error:
+            st.error(f"Step {p.position}: the LLM call failed ({p.error}); the old output stays.")
+        keep[p.position] = st.checkbox(
+            f"Keep the new output of step {p.position}", value=not p.error, key=f"keep_{p.position}"
+        )
+    left, right = st.columns(2)
+    if left.button("Apply", type="primary", key="apply_regen"):
+        items = ss["review_proposals"]["items"]
+        if run_action(rv.apply_regeneration, chain.id, items, keep, author=me, expected_version=seen):
+            ss.pop("review_proposals", None)
+            ss["review_seen"].pop(chain.id, None)
+            flash(
+                "success",
+                "Saved the kept outputs. Discarded steps stay stale until you confirm or edit them.",
+            )
+        st.rerun()
+    if right.button("Discard all", key="discard_regen"):
+        ss.pop("review_proposals", None)
+        st.rerun()
+
+
+def on_step_action(chain, action, seen: int) -> None:
+    if action.kind == "save":
+        ok = run_action(
+            rv.save_step_output,
+            chain.id,
+            action.position,
+            action.text,
+            author=me,
+            expected_version=seen,
+            reason=action.reason,
+        )
+        message = f"Saved step {action.position}; the later steps are stale until regenerated or confirmed."
+    else:
+        ok = run_action(rv.confirm_step, chain.id, action.position, author=me, expected_version=seen)
+        message = f"Step {action.position} confirmed as is."
+    if ok:
+        ss["review_seen"].pop(chain.id, None)
+        flash("success", message)
+    st.rerun()
+
+
+def show_chain(chain_id: int) -> None:
+    with open_db(db_path()) as db:
+        chain = get_chain(db, chain_id)
+        if chain is None:
+            st.info("This chain no longer exists.")
+            return
+        comp = rv.composition_info(db, chain.composition_id)
+        history = rv.chain_history(db, chain_id)
+        reviews = rv.chain_reviews(db, chain_id)
+    seen = ss["review_seen"].setdefault(chain_id, chain.version)
+    st.subheader(f"Chain #{chain.id} · {chain.length} steps · {chain.status}")
+    if "review_conflict" in ss:
+        show_conflict(chain_id)
+    elif chain.version != seen:
+        st.warning(f"Someone changed this chain since you opened it (version {seen} -> {chain.version}).")
+        if st.button("Reload chain", key="reload_changed"):
+            reload(chain_id)
+    verdict_box(comp)
+    decision_bar(chain, comp, seen)
+    if chain.has_stale and st.button("Regenerate stale steps", shortcut="G", key="regen"):
+        regenerate(chain)
+    if ss.get("review_proposals", {}).get("chain_id") == chain.id:
+        show_proposals(chain, seen)
+    action = chain_view(chain, key=f"c{chain.id}v{seen}")
+    if action:
+        on_step_action(chain, action, seen)
+    with st.expander(f"History ({len(history)} edits, {len(reviews)} decisions)"):
+        st.dataframe([vars(e) for e in history], hide_index=True)
+        st.dataframe(reviews, hide_index=True)
+
+
+def bulk_and_agreement(db, f: rv.QueueFilter, double: bool) -> None:
+    sb = st.sidebar
+    if sb.toggle("Double review (two reviewers per chain)", value=double) != double:
+        set_setting(db, rv.DOUBLE_REVIEW_KEY, "0" if double else "1")
+        st.rerun()
+    if double:
+        a = agreement(db)
+        sb.metric(
+            "Agreement",
+            "-" if a.percent is None else f"{a.percent:.0%}",
+            help=f"{a.n_pairs} chains decided twice",
+        )
+        sb.metric(
+            "Cohen's kappa",
+            "-" if a.kappa is None else f"{a.kappa:.2f}",
+            help=f"{a.pending} await a second reviewer",
+        )
+    with sb.expander("Bulk reject the filtered set"):
+        sure = st.checkbox("Yes, reject every chain that matches the filters")
+        if st.button("Reject all matching", disabled=not sure):
+            ids = rv.queue_ids(db, f)
+            n = rv.reject_chains(db, ids, reviewer=me, reason="bulk reject")
+            flash("success", f"Rejected {n} chains.")
+            st.rerun()
+
+
 st.title("Review")
-st.info("This page is being built.")
+with open_db(db_path()) as conn:
+    is_double = rv.double_review_enabled(conn)
+    counts = rv.status_counts(conn)
+    queue_filter = sidebar_filter(rv.filter_choices(conn), is_double)
+    bulk_and_agreement(conn, queue_filter, is_double)
+for col, (status, n) in zip(st.columns(len(counts)), counts.items()):
+    col.metric(status.replace("_", " "), n)
+if flash_msg := ss.pop("review_flash", None):
+    getattr(st, flash_msg[0])(flash_msg[1])
+queue_col, chain_col = st.columns([1, 2])
+with queue_col:
+    with open_db(db_path()) as conn:
+        current_id = show_queue(conn, queue_filter)
+    if ss["review_skipped"] and st.button("Bring back skipped chains"):
+        ss["review_skipped"] = []
+        st.rerun()
+with chain_col:
+    if current_id is not None:
+        show_chain(current_id)
