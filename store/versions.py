@@ -6,9 +6,13 @@ Each record is the paper's format plus the per-step lists that training and eval
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import sqlite_utils
 
@@ -159,3 +163,128 @@ def get_version(db: sqlite_utils.Database, version_id: int) -> VersionInfo | Non
 
 def list_versions(db: sqlite_utils.Database) -> list[VersionInfo]:
     return [_row_to_version(r) for r in db.query("SELECT * FROM dataset_versions ORDER BY id DESC")]
+
+
+# ------------------------------------------------------------------------------------------- export
+
+PAPER_KEYS = ("instruction", "input", "output")
+VERSION_SPLITS = ("train", "test")
+
+
+def version_summary(db: sqlite_utils.Database, version_id: int) -> list[dict]:
+    """How many records each split holds per chain length."""
+    return [
+        {"split": s, "length": n, "records": c}
+        for s, n, c in db.execute(
+            """SELECT split, length, count(*) FROM dataset_version_items WHERE version_id = ?
+               GROUP BY split, length ORDER BY split DESC, length""",
+            [version_id],
+        )
+    ]
+
+
+def composition_overlap(db: sqlite_utils.Database, version_id: int) -> int:
+    """Compositions found in both train and test of a version (0 by construction; a check for tests)."""
+    return db.execute(
+        """SELECT count(DISTINCT a.composition_id) FROM dataset_version_items a
+           JOIN dataset_version_items b ON a.composition_id = b.composition_id
+           WHERE a.version_id = ? AND b.version_id = ? AND a.split = 'train' AND b.split = 'test'""",
+        [version_id, version_id],
+    ).fetchone()[0]
+
+
+def _require(db: sqlite_utils.Database, version_id: int) -> VersionInfo:
+    info = get_version(db, version_id)
+    if info is None:
+        raise CoiError(f"Dataset version #{version_id} does not exist", "Pick one from the list of versions.")
+    return info
+
+
+def export_version_jsonl(db: sqlite_utils.Database, version_id: int, out_dir: str | Path) -> dict[str, Path]:
+    """Write each split as the paper's JSONL (``instruction``, ``input``, ``output`` per line).
+
+    Returns:
+        split -> file path (``<out_dir>/train.jsonl``, ``<out_dir>/test.jsonl``).
+    """
+    _require(db, version_id)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in VERSION_SPLITS:
+        path = out / f"{split}.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for record in version_records(db, version_id, split):
+                f.write(json.dumps({k: record[k] for k in PAPER_KEYS}, ensure_ascii=False) + "\n")
+        paths[split] = path
+    return paths
+
+
+_HF_KEYS = (*PAPER_KEYS, "chain_id", "composition_id", "length", "instructions", "outputs")
+
+
+def export_version_hf(db: sqlite_utils.Database, version_id: int, out_dir: str | Path) -> Path:
+    """Save the version as a Hugging Face ``DatasetDict`` (``save_to_disk``) with train and test splits.
+
+    Each row has the paper's three fields plus chain_id, composition_id, length and the per-step
+    ``instructions`` and ``outputs`` lists.
+    """
+    import datasets  # lazy: importing datasets takes about a second
+
+    _require(db, version_id)
+    features = datasets.Features(
+        {
+            **{k: datasets.Value("string") for k in PAPER_KEYS},
+            "chain_id": datasets.Value("int64"),
+            "composition_id": datasets.Value("int64"),
+            "length": datasets.Value("int64"),
+            "instructions": datasets.Sequence(datasets.Value("string")),
+            "outputs": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    splits = {}
+    for split in VERSION_SPLITS:
+        rows = [{k: r.get(k) for k in _HF_KEYS} for r in version_records(db, version_id, split)]
+        columns = {k: [row[k] for row in rows] for k in _HF_KEYS}
+        splits[split] = datasets.Dataset.from_dict(columns, features=features)
+    path = Path(out_dir)
+    datasets.DatasetDict(splits).save_to_disk(str(path))
+    return path
+
+
+def zip_directory(path: str | Path) -> bytes:
+    """A folder's files as zip bytes (for a download button), paths relative to the folder."""
+    root = Path(path)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            zf.write(file, file.relative_to(root).as_posix())
+    return buf.getvalue()
+
+
+def version_zip(db: sqlite_utils.Database, version_id: int, fmt: str) -> bytes:
+    """A version exported as ``jsonl`` or ``hf`` and zipped, built in a temporary folder."""
+    if fmt not in ("jsonl", "hf"):
+        raise CoiError(f"Unknown version export format {fmt!r}", "Use jsonl or hf.")
+    with tempfile.TemporaryDirectory(prefix="coi-version-") as tmp:
+        target = Path(tmp) / f"coi-version-{version_id}"
+        if fmt == "jsonl":
+            export_version_jsonl(db, version_id, target)
+        else:
+            export_version_hf(db, version_id, target)
+        return zip_directory(target)
+
+
+def selectable_counts(db: sqlite_utils.Database, spec: SplitSpec) -> dict[str, int]:
+    """How many chains the spec selects, and how many of those still have stale steps."""
+    clauses = [f"status IN ({','.join('?' * len(spec.statuses))})"]
+    params: list = list(spec.statuses)
+    if spec.source:
+        clauses.append("source = ?")
+        params.append(spec.source)
+    where = " AND ".join(clauses)
+    total = db.execute(f"SELECT count(*) FROM chains WHERE {where}", params).fetchone()[0]
+    stale = db.execute(
+        f"SELECT count(*) FROM chains WHERE {where} AND id IN (SELECT chain_id FROM steps WHERE stale = 1)",
+        params,
+    ).fetchone()[0]
+    return {"chains": total, "stale": stale}
