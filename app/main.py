@@ -21,6 +21,7 @@ navigation = st.navigation(
         st.Page(PAGES / "data.py", title="Data", icon="📥", url_path="data", default=True),
         st.Page(PAGES / "generate.py", title="Generate", icon="⚙️", url_path="generate"),
         st.Page(PAGES / "review.py", title="Review", icon="✅", url_path="review"),
+        st.Page(PAGES / "datasets.py", title="Datasets", icon="🗂️", url_path="datasets"),
         st.Page(PAGES / "train.py", title="Train", icon="🏋️", url_path="train"),
         st.Page(PAGES / "evaluate.py", title="Evaluate", icon="📊", url_path="evaluate"),
         st.Page(PAGES / "settings.py", title="Settings", icon="🔧", url_path="settings"),
