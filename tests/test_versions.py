@@ -123,3 +123,22 @@ def test_decisions_feed_versions(db):
     decide(db, cid, "accept", reviewer="a", expected_version=1)
     vid = create_version(db, SplitSpec(test_fraction=0.0))
     assert [r["chain_id"] for r in version_records(db, vid, "train")] == [cid]
+
+
+def test_datasets_page_freezes_a_version(filled):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    page = str(Path(__file__).resolve().parents[1] / "app" / "app_pages" / "datasets.py")
+    at = AppTest.from_file(page, default_timeout=30)
+    at.session_state["reviewer"] = "alice"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No versions yet" in i.value for i in at.info)
+    at.text_input[0].set_value("first")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("Version #1 created" in s.value for s in at.success)
+    assert [v.name for v in list_versions(filled)] == ["first"]
+    assert any("Compositions in both train and test: 0" in c.value for c in at.caption)
