@@ -1,0 +1,190 @@
+"""Compose + check: propose task orders, filter them cheaply, ask the LLM, extend accepted pairs.
+
+Cheap filters run before any LLM call: no task chains with itself (or repeats in a chain), and the
+*type* of A's output must fit what B takes as input. The types come from a small explicit heuristic
+on the gold data: the shape of A's gold output (text / label / number / json / code) and the shape of
+B's own gold input (what B was written for), with the category as a hint for code and data tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline.llm import LLMClient, LLMRequest
+from pipeline.prompts import CHECK_STOP, Verdict, check_prompt, parse_verdict
+from store.models import Task
+
+KINDS = ("text", "label", "number", "json", "code")
+# What a task whose own input has kind K can take from the previous step.
+ACCEPTS: dict[str, set[str]] = {
+    "text": {"text"},
+    "label": {"label", "text", "number"},  # a word or short phrase: a short text or a label fits
+    "number": {"number"},
+    "json": {"json"},
+    "code": {"code"},
+}
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+\s*%?$")
+_CODE_CATEGORY = re.compile(r"\b(code|sql|program|python|regex)", re.I)
+_CODE_SHAPE = re.compile(
+    r"^\s*(SELECT\s|def\s|class\s|import\s|#include|function\s|\{\s*\"?\w+\"?\s*:)", re.I
+)
+MAX_LABEL_WORDS = 3
+
+
+def text_kind(text: str, category: str = "") -> str:
+    """The kind of a piece of text: json, number, code, label (<= 3 words, no sentence end) or text."""
+    s = (text or "").strip()
+    if not s:
+        return "label"
+    if s[0] in "{[":
+        try:
+            json.loads(s)
+            return "json"
+        except ValueError:
+            pass
+    if _NUMBER.match(s):
+        return "number"
+    if _CODE_SHAPE.match(s) or (_CODE_CATEGORY.search(category or "") and _looks_like_code(s)):
+        return "code"
+    if len(s.split()) <= MAX_LABEL_WORDS and not s.endswith((".", "?", "!")):
+        return "label"
+    return "text"
+
+
+def _looks_like_code(s: str) -> bool:
+    return any(tok in s for tok in ("(", ")", ";", "=", " FROM ", "SELECT"))
+
+
+def output_kind(task: Task) -> str:
+    return text_kind(task.output, task.category)
+
+
+def input_kind(task: Task) -> str | None:
+    """What the task takes; None if it takes no input (it can only start a chain)."""
+    if not (task.input or "").strip():
+        return None
+    return text_kind(task.input, task.category)
+
+
+def can_follow(a: Task, b: Task) -> bool:
+    """Cheap filter: may B run on A's output? (different tasks, and A's output kind fits B's input)."""
+    if a.id == b.id or a.instruction.strip() == b.instruction.strip():
+        return False
+    need = input_kind(b)
+    return need is not None and output_kind(a) in ACCEPTS[need]
+
+
+def candidate_pairs(tasks: list[Task], limit: int, rng: random.Random) -> list[tuple[Task, Task]]:
+    """Up to ``limit`` ordered pairs that pass the cheap filter, in a seeded random order."""
+    n = len(tasks)
+    if n * (n - 1) <= 200_000:
+        pairs = [(a, b) for a in tasks for b in tasks if can_follow(a, b)]
+        rng.shuffle(pairs)
+        return pairs[:limit]
+    out, seen = [], set()
+    for _ in range(limit * 50):  # many tasks: sample instead of enumerating every pair
+        a, b = rng.choice(tasks), rng.choice(tasks)
+        if (a.id, b.id) not in seen and can_follow(a, b):
+            seen.add((a.id, b.id))
+            out.append((a, b))
+            if len(out) >= limit:
+                break
+    return out
+
+
+def step_instruction(task: Task) -> str:
+    """The instruction a chain step uses: the short one if there is one."""
+    return (task.short_instruction or task.instruction).strip()
+
+
+@dataclass
+class PairVerdict:
+    """The checker's answer for one ordered pair."""
+
+    a: Task
+    b: Task
+    verdict: Verdict
+    llm_call_id: int | None = None
+    error: str | None = None
+
+
+def check_pairs(
+    client: LLMClient,
+    pairs: list[tuple[Task, Task]],
+    *,
+    on_result: Callable[[int, object], None] | None = None,
+) -> list[PairVerdict]:
+    """Ask the LLM about each pair (batched). A failed call gives verdict 'unknown' with the error."""
+    requests = [
+        LLMRequest(
+            check_prompt(step_instruction(a), step_instruction(b), a.output), stop=CHECK_STOP, max_tokens=48
+        )
+        for a, b in pairs
+    ]
+    results = client.complete_many(requests, on_result=on_result)
+    out = []
+    for (a, b), res in zip(pairs, results):
+        if res.error:
+            out.append(
+                PairVerdict(
+                    a, b, Verdict("unknown", f"LLM error: {res.error}", None), res.llm_call_id, res.error
+                )
+            )
+        else:
+            out.append(PairVerdict(a, b, parse_verdict(res.text), res.llm_call_id))
+    return out
+
+
+@dataclass
+class Proposal:
+    """An ordered list of tasks to chain, with the verdict that admitted it."""
+
+    tasks: list[Task]
+    verdict: str = "yes"
+    reason: str = ""
+    confidence: float | None = None
+    llm_call_id: int | None = None
+    pair_call_ids: list[int] = field(default_factory=list)
+
+    @property
+    def task_ids(self) -> list[int]:
+        return [t.id for t in self.tasks]
+
+
+def extend(accepted: list[PairVerdict], length: int, limit: int, rng: random.Random) -> list[Proposal]:
+    """Chains of ``length`` (3-5) whose every adjacent pair was accepted and whose tasks are distinct."""
+    nexts: dict[int, list[PairVerdict]] = {}
+    for pv in accepted:
+        nexts.setdefault(pv.a.id, []).append(pv)
+    paths = [[pv] for pv in accepted]
+    for _ in range(length - 2):
+        grown = []
+        for path in paths:
+            used = {path[0].a.id, *(p.b.id for p in path)}
+            grown += [[*path, nxt] for nxt in nexts.get(path[-1].b.id, []) if nxt.b.id not in used]
+        rng.shuffle(grown)
+        paths = grown[: limit * 20]  # bound the growth on dense graphs
+    out = []
+    for path in paths[:limit]:
+        tasks = [path[0].a] + [p.b for p in path]
+        conf = [p.verdict.confidence for p in path if p.verdict.confidence is not None]
+        out.append(
+            Proposal(
+                tasks,
+                "yes",
+                "every adjacent pair was accepted by the checker",
+                min(conf) if conf else None,
+                None,
+                [p.llm_call_id for p in path if p.llm_call_id],
+            )
+        )
+    return out
+
+
+def pair_proposal(pv: PairVerdict) -> Proposal:
+    v = pv.verdict
+    return Proposal([pv.a, pv.b], v.verdict, v.reason, v.confidence, pv.llm_call_id)

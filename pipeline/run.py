@@ -1,0 +1,259 @@
+"""A generation batch: summarize -> compose + check -> generate, as a resumable background job.
+
+Run in the foreground with :func:`run_batch`, or as a job: :func:`launch_batch` stores the batch config
+(without the API key) in a ``jobs`` row and starts ``python -m pipeline.run --job ID``; the key reaches
+the child through its environment only. Killing the job and running it again finishes the work with no
+duplicate chains (chains are keyed by composition + input) and no repeated LLM calls (the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import sqlite_utils
+
+from pipeline.compose import Proposal, candidate_pairs, check_pairs, extend, pair_proposal
+from pipeline.embedded import llm_endpoint
+from pipeline.generate import chain_key, generate_chains, save_draft, store_composition
+from pipeline.llm import LLMClient, LLMConfig
+from pipeline.summarize import summarize_tasks
+from store.db import connect
+from store.errors import CoiError
+from store.jobs import create_job, get_job, heartbeat
+from store.llm_calls import job_call_totals
+from store.pipeline_queries import existing_chain_keys, select_tasks
+
+Progress = Callable[[int, int, str], None]
+MAX_ERRORS_KEPT = 200
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What one generation batch does. Holds no secrets (it is stored in the job row)."""
+
+    task_ids: tuple[int, ...] = field(default=(), metadata={"help": "Tasks to use (empty: all)"})
+    categories: tuple[str, ...] = field(default=(), metadata={"help": "Task categories to use (empty: all)"})
+    n_chains: int = field(default=20, metadata={"help": "How many chains to propose"})
+    lengths: tuple[int, ...] = field(default=(2,), metadata={"help": "Chain lengths, 2 to 5"})
+    seed: int = field(default=0, metadata={"help": "Seed for the pair sampling"})
+    pair_factor: float = field(default=3.0, metadata={"help": "Pairs checked per wanted chain"})
+    llm: dict = field(default_factory=dict, metadata={"help": "LLMConfig.to_dict() (no key)"})
+
+    def __post_init__(self) -> None:
+        bad = [n for n in self.lengths if not 2 <= int(n) <= 5]
+        if bad or not self.lengths:
+            raise CoiError(
+                f"Chain lengths must be between 2 and 5 (got {list(self.lengths)})", "Pick from 2-5."
+            )
+        if self.n_chains < 1:
+            raise CoiError("The number of chains must be at least 1", "Ask for 1 chain or more.")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BatchConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        return cls(**kw)
+
+
+@dataclass
+class BatchReport:
+    """What a batch did (also the job's result)."""
+
+    tasks: int = 0
+    summarized: int = 0
+    pairs_checked: int = 0
+    verdicts: dict = field(default_factory=dict)
+    proposals: int = 0
+    chains_added: int = 0
+    chains_existing: int = 0
+    errors: list = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+
+    def error(self, item: str, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append({"item": item, "error": message})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Counter:
+    """Turns per-result callbacks into (done, total, message) progress calls."""
+
+    def __init__(self, progress: Progress | None, total: int) -> None:
+        self.progress, self.done, self.total, self.phase = progress, 0, total, ""
+
+    def start(self, phase: str, more: int = 0) -> None:
+        self.phase = phase
+        self.total += more
+        self.tick(0)
+
+    def tick(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, max(self.total, self.done), self.phase)
+
+    def on_result(self, _i: int, _res: object) -> None:
+        self.tick()
+
+
+def run_batch(
+    db: sqlite_utils.Database, client: LLMClient, batch: BatchConfig, *, progress: Progress | None = None
+) -> BatchReport:
+    """Summarize, check pairs, extend, generate and store chains. Per-item failures never stop it."""
+    report = BatchReport()
+    rng = random.Random(batch.seed)
+    tasks = select_tasks(db, task_ids=list(batch.task_ids) or None, categories=list(batch.categories) or None)
+    report.tasks = len(tasks)
+    if len(tasks) < 2:
+        raise CoiError(
+            "A batch needs at least 2 tasks", "Import tasks on the Data page or widen the filters."
+        )
+    counter = _Counter(progress, 0)
+    _summarize(db, client, tasks, report, counter)
+    proposals = _compose(db, client, tasks, batch, rng, report, counter)
+    _generate(db, client, proposals, report, counter, job_id=client.job_id)
+    report.usage = client.totals.as_dict()
+    return report
+
+
+def _summarize(db, client, tasks, report, counter) -> None:
+    todo = sum(1 for t in tasks if not (t.short_instruction or "").strip())
+    counter.start("summarizing instructions", todo)
+    for out in summarize_tasks(db, client, tasks, on_result=counter.on_result):
+        report.summarized += out.short is not None
+        if out.error:
+            report.error(f"summarize task {out.task_id}", out.error)
+
+
+def _compose(db, client, tasks, batch, rng, report, counter) -> list[Proposal]:
+    n_pairs = max(batch.n_chains, int(batch.n_chains * batch.pair_factor))
+    pairs = candidate_pairs(tasks, n_pairs, rng)
+    counter.start("checking pairs", len(pairs))
+    verdicts = check_pairs(client, pairs, on_result=counter.on_result)
+    report.pairs_checked = len(verdicts)
+    for pv in verdicts:
+        report.verdicts[pv.verdict.verdict] = report.verdicts.get(pv.verdict.verdict, 0) + 1
+        store_composition(db, pair_proposal(pv))
+        if pv.error:
+            report.error(f"check tasks {pv.a.id}->{pv.b.id}", pv.error)
+    accepted = [pv for pv in verdicts if pv.verdict.verdict == "yes"]
+    return _pick(accepted, batch, rng)
+
+
+def _pick(accepted, batch: BatchConfig, rng: random.Random) -> list[Proposal]:
+    """Spread the wanted number of chains over the lengths asked for (round robin)."""
+    per_length = {n: batch.n_chains // len(batch.lengths) for n in batch.lengths}
+    for n in sorted(batch.lengths)[: batch.n_chains % len(batch.lengths)]:
+        per_length[n] += 1
+    out: list[Proposal] = []
+    for length in sorted(batch.lengths):
+        if length == 2:
+            out += [pair_proposal(pv) for pv in accepted[: per_length[2]]]
+        else:
+            out += extend(accepted, length, per_length[length], rng)
+    return out
+
+
+def _generate(db, client, proposals, report, counter, *, job_id) -> None:
+    report.proposals = len(proposals)
+    done = existing_chain_keys(db, [chain_key(p) for p in proposals])
+    todo = [p for p in proposals if chain_key(p) not in done]
+    report.chains_existing = len(proposals) - len(todo)
+    counter.start("generating steps", sum(len(p.tasks) - 1 for p in todo))
+    for draft in generate_chains(client, todo, on_result=counter.on_result):
+        if draft.error:
+            report.error(f"chain tasks {draft.proposal.task_ids}", draft.error)
+            continue
+        _, added = save_draft(db, draft, meta={"job_id": job_id, "model": client.config.model})
+        report.chains_added += added
+
+
+# -- background job -------------------------------------------------------------------------------
+def launch_batch(db: sqlite_utils.Database, batch: BatchConfig, llm: LLMConfig, *, name: str = "") -> int:
+    """Create the job row (config without key) and start the detached child; returns the job id."""
+    from training.jobs import launch
+
+    config = {**batch.to_dict(), "llm": llm.to_dict()}
+    job_id = create_job(db, "generate", config, name=name or f"generate {batch.n_chains} chains")
+    env = {"OPENAI_API_KEY": llm.api_key} if llm.api_key else {}
+    launch(db, job_id, "pipeline.run", env=env)
+    return job_id
+
+
+def run_job(job_id: int, *, db_path: str | Path | None = None, progress: Progress | None = None) -> dict:
+    """The job body: read the config, bring up the endpoint, run, return the result with usage totals."""
+    db = connect(db_path)
+    job = get_job(db, job_id)
+    if job is None:
+        raise CoiError(f"No job {job_id}", "Check the job id.")
+    batch = BatchConfig.from_dict(job.config)
+    llm = LLMConfig.from_dict(batch.llm, api_key=os.environ.get("OPENAI_API_KEY", ""))
+
+    def beat(done: int, total: int, message: str) -> None:
+        heartbeat(db, job_id, done=done, total=total, message=message)
+        if progress:
+            progress(done, total, message)
+
+    with llm_endpoint(llm) as live:
+        client = LLMClient(live, db_path or _db_file(db), job_id=job_id)
+        report = run_batch(db, client, batch, progress=beat)
+    result = report.as_dict()
+    result["job_usage"] = job_call_totals(db, job_id)
+    db.conn.close()
+    return result
+
+
+def _db_file(db: sqlite_utils.Database) -> str:
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
+def tqdm_progress() -> Progress:
+    """A progress callback drawing a tqdm bar (for the CLI)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="call", dynamic_ncols=True)
+
+    def update(done: int, total: int, message: str) -> None:
+        bar.total = total
+        bar.set_description(message, refresh=False)
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run a generation job (started by the app or `coi generate`)."
+    )
+    parser.add_argument("--job", type=int, required=True)
+    args = parser.parse_args(argv)
+    from training.jobs import run_as_job
+
+    return run_as_job(args.job, lambda job_id: run_job(job_id, progress=_log_progress()))
+
+
+def _log_progress() -> Progress:
+    last = [-1]
+
+    def log(done: int, total: int, message: str) -> None:
+        pct = int(100 * done / total) if total else 0
+        if pct // 10 != last[0]:
+            last[0] = pct // 10
+            print(f"{message}: {done}/{total}", flush=True)
+
+    return log
+
+
+if __name__ == "__main__":
+    sys.exit(main())
