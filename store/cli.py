@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from store.chains import count_chains, length_counts, status_counts
+from store.chains import count_chains
 from store.db import connect, default_db_path
 from store.export import EXPORT_FORMATS, export_chains
 from store.importers import FORMATS, IMPORT_STATUSES, FieldMapping, ImportOptions, import_file
-from store.jobs import job_counts
 from store.sample import load_sample_data
-from store.tasks import category_counts, count_tasks
+from store.stats import collect_stats
+from store.tasks import count_tasks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,18 +94,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         db.conn.close()
     print(report.summary())
     return 0
-
-
-def collect_stats(db) -> dict:
-    """Counts of tasks (total, by category), chains (by status, by length) and jobs (by kind and status)."""
-    return {
-        "tasks": count_tasks(db),
-        "tasks_by_category": category_counts(db),
-        "chains": count_chains(db),
-        "chains_by_status": status_counts(db),
-        "chains_by_length": {str(k): v for k, v in length_counts(db).items()},
-        "jobs": job_counts(db),
-    }
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

@@ -1,6 +1,177 @@
-"""Data page."""
+"""Data page: import a file (mapping + preview first), counts with charts, browse tasks and chains.
 
+The logic lives in store.importers / store.stats / store.tasks / store.review; this page only shows it.
+Uploaded bytes go to a temp file and through the same ``import_file`` the CLI uses.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import plotly.graph_objects as go
 import streamlit as st
 
+from app.state import db_path, init_state
+from app.widgets import guarded, plain_text
+from store.chains import get_chain
+from store.db import open_db
+from store.importers import FORMATS, IMPORT_STATUSES, FieldMapping, ImportOptions, import_file, preview
+from store.models import CHAIN_STATUSES
+from store.review import QueueFilter, queue_count, queue_page
+from store.stats import collect_stats
+from store.tasks import count_tasks, list_tasks
+
+PAGE_SIZE = 50
+NONE = "(none)"
+init_state()
+ss = st.session_state
+
+
+def uploaded_path(upload) -> Path:
+    """Write an upload once per file id to a temp file (keeping its name, so the format detects)."""
+    cache = ss.setdefault("data_uploads", {})
+    if upload.file_id not in cache:
+        folder = Path(tempfile.mkdtemp(prefix="coi-upload-"))
+        path = folder / Path(upload.name).name
+        path.write_bytes(upload.getbuffer())
+        cache[upload.file_id] = str(path)
+    return Path(cache[upload.file_id])
+
+
+def mapping_form(columns: list[str]) -> FieldMapping:
+    """One selectbox per task field, preset to the column the defaults would pick."""
+    auto = FieldMapping().resolve(columns)
+    cols = st.columns(5)
+    chosen = {}
+    for col, name in zip(cols, ("instruction", "input", "output", "category", "name")):
+        options = [NONE, *columns]
+        index = options.index(auto[name]) if auto[name] in options else 0
+        chosen[name] = col.selectbox(name, options, index=index, key=f"map_{name}")
+    return FieldMapping(**{k: v for k, v in chosen.items() if v != NONE})
+
+
+def import_section() -> None:
+    st.subheader("Import")
+    upload = st.file_uploader(
+        "Upload a file (JSONL, JSON array, CSV, or the paper's CoI JSON)", type=["jsonl", "json", "csv"]
+    )
+    typed = st.text_input(
+        "…or a path on this machine (a file, or a folder saved with datasets' save_to_disk)"
+    )
+    path = uploaded_path(upload) if upload else (Path(typed.strip()) if typed.strip() else None)
+    if path is None:
+        return
+    fmt = st.selectbox("Format", FORMATS, help="auto: by extension and content; coi = the paper's chains")
+    loaded = guarded(preview, path, fmt)
+    if loaded is None:
+        return
+    st.caption(f"Detected format: **{loaded.format}** · columns: {', '.join(loaded.columns)}")
+    st.dataframe([r for _, r in loaded.records], hide_index=True, key="import_preview")
+    if loaded.format == "coi":
+        mapping = FieldMapping()
+        status = st.selectbox(
+            "Status of imported chains", IMPORT_STATUSES, help="unclean records get needs_review"
+        )
+    else:
+        mapping, status = mapping_form(loaded.columns), "proposed"
+    if st.button("Import", type="primary", key="import_button"):
+        with open_db(db_path()) as db:
+            ss["data_report"] = guarded(import_file, db, path, ImportOptions(loaded.format, mapping, status))
+    report = ss.get("data_report")
+    if report is not None:
+        st.success(report.summary())
+        if report.unclean_reasons:
+            st.dataframe(
+                [{"reason": k, "records": v} for k, v in report.unclean_reasons.most_common()],
+                hide_index=True,
+            )
+
+
+def bar(counts: dict, title: str) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[str(k) or "(blank)" for k in counts], y=list(counts.values())))
+    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def overview_section() -> None:
+    with open_db(db_path()) as db:
+        stats = collect_stats(db)
+    st.subheader("Overview")
+    a, b, c = st.columns(3)
+    a.metric("Tasks", stats["tasks"])
+    b.metric("Chains", stats["chains"])
+    c.metric("Accepted chains", stats["chains_by_status"].get("accepted", 0))
+    charts = st.columns(3)
+    charts[0].plotly_chart(bar(stats["tasks_by_category"], "Tasks by category"), key="chart_category")
+    charts[1].plotly_chart(bar(stats["tasks_by_source"], "Tasks by source"), key="chart_source")
+    charts[2].plotly_chart(bar(stats["chains_by_status"], "Chains by status"), key="chart_status")
+
+
+def page_number(total: int, key: str) -> int:
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    return int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=key))
+
+
+def browse_tasks() -> None:
+    search = st.text_input("Search tasks", key="task_search")
+    with open_db(db_path()) as db:
+        total = count_tasks(db, search=search)
+        page = page_number(total, "task_page")
+        tasks = list_tasks(db, search=search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    st.caption(f"{total} tasks")
+    rows = [
+        {
+            "id": t.id,
+            "category": t.category,
+            "source": t.source,
+            "instruction": t.instruction,
+            "input": t.input[:300],
+            "output": t.output[:300],
+        }
+        for t in tasks
+    ]
+    st.dataframe(rows, hide_index=True, key="task_table")
+
+
+def browse_chains() -> None:
+    left, right = st.columns([2, 1])
+    search = left.text_input("Search chains (words in any step, or #id)", key="chain_search")
+    statuses = right.multiselect("Status", CHAIN_STATUSES, default=list(CHAIN_STATUSES), key="chain_status")
+    filt = QueueFilter(statuses=tuple(statuses), search=search, sort="oldest")
+    with open_db(db_path()) as db:
+        total, capped = queue_count(db, filt)
+        page = page_number(total, "chain_page")
+        rows = queue_page(db, filt, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    st.caption(f"{total}{'+' if capped else ''} chains")
+    table = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "length": r.length,
+            "source": r.source,
+            "category": r.category,
+            "first step": r.preview,
+        }
+        for r in rows
+    ]
+    st.dataframe(table, hide_index=True, key="chain_table")
+    if rows:
+        chosen = st.selectbox("Show chain", [r.id for r in rows], key="chain_pick")
+        with open_db(db_path()) as db:
+            chain = get_chain(db, chosen)
+        for step in chain.steps if chain else []:
+            st.markdown(f"**Step {step.position}** · {step.origin}" + (" · flagged" if step.flag else ""))
+            plain_text(step.instruction)
+            plain_text(step.output)
+
+
 st.title("Data")
-st.info("This page is being built.")
+import_section()
+overview_section()
+tasks_tab, chains_tab = st.tabs(["Tasks", "Chains"])
+with tasks_tab:
+    browse_tasks()
+with chains_tab:
+    browse_chains()
