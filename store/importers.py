@@ -206,8 +206,9 @@ def _as_object(value: Any, where: str, name: str) -> dict:
 
 
 def parse_csv(text: str, name: str) -> list[tuple[str, dict]]:
-    """CSV with a header row. Rows with too few or too many fields are errors naming the row."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    """CSV (TSV for .tsv) with a header row. Rows with too few or too many fields are errors naming the row."""
+    delimiter = "\t" if name.lower().endswith(".tsv") else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = reader.fieldnames or []
     out = []
     try:

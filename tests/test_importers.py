@@ -238,3 +238,10 @@ def test_failure_while_writing_rolls_back_everything(db, tmp_path, monkeypatch):
     path.write_text(json.dumps(COI), "utf-8")
     _bad(db, path, "disk full")
     assert len(calls) == 2
+
+
+def test_tsv_uses_tabs(db, tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("instruction\toutput\nSay a, b.\ta, b\n", "utf-8")
+    assert import_file(db, path).imported == 1
+    assert list_tasks(db)[0].output == "a, b"
