@@ -1,0 +1,167 @@
+"""The review loop in a real browser: `streamlit run app/main.py` driven by Playwright + Debian chromium.
+
+Keyboard shortcuts accept, undo, skip and reject chains of the sample data; a step output holding
+``<script>alert(1)</script>`` and ``**bold**`` must show literally. Screenshot: tests/e2e/artifacts/review.png.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from store.chains import insert_chain, upsert_composition
+from store.db import connect
+from store.models import Chain, Step
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+NASTY = "<script>alert(1)</script> and **bold**"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill_db(path: Path) -> int:
+    db = connect(path)
+    try:
+        from store.sample import load_sample_data
+
+        load_sample_data(db)
+    except ImportError:  # the sample loader is optional here; the hand-made chains below suffice
+        pass
+    for i in range(3):
+        steps = [Step(1, f"Summarize text {i}", f"input {i}", f"summary {i}", origin="llm")]
+        insert_chain(db, Chain(steps=steps, composition_id=upsert_composition(db, f"e2e-{i}", length=1)))
+    steps = [
+        Step(1, "Write an HTML snippet", "a greeting", NASTY, origin="llm"),
+        Step(2, "Count the words", NASTY, "5", origin="llm"),
+    ]
+    comp = upsert_composition(
+        db, "e2e-nasty", length=2, verdict="yes", reason="**the** <b>reason</b>", confidence=0.7
+    )
+    chain_id = insert_chain(db, Chain(steps=steps, composition_id=comp, category="html"))[0]
+    db.conn.close()
+    return chain_id
+
+
+@pytest.fixture
+def app_url(tmp_path, db_path):
+    nasty_id = fill_db(db_path)
+    port = free_port()
+    env = {**os.environ, "COI_DB": str(db_path), "COI_REVIEWER": "e2e-reviewer"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)]
+    cmd += [
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url, nasty_id
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+def statuses(db_path: Path) -> dict[int, str]:
+    db = connect(db_path)
+    try:
+        return dict(db.execute("SELECT id, status FROM chains").fetchall())
+    finally:
+        db.conn.close()
+
+
+def press(page, key: str, expect: str) -> None:
+    """Press a shortcut with the focus on the page body, then wait for the flash message."""
+    page.locator("h1").first.click()
+    page.keyboard.press(key)
+    page.get_by_text(expect).first.wait_for(timeout=20_000)
+
+
+def current_chain(page) -> str:
+    return page.get_by_role("heading", name="Chain #").first.inner_text()
+
+
+def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    url, nasty_id = app_url
+    ARTIFACTS.mkdir(exist_ok=True)
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url + "/review")
+        page.get_by_text(f"Chain #{nasty_id}").first.wait_for(timeout=30_000)
+        # Code blocks render a moment after the heading.
+        page.locator("code", has_text="<script>alert(1)</script>").first.wait_for(timeout=20_000)
+        page.locator("code", has_text="**the** <b>reason</b>").first.wait_for(timeout=20_000)
+        body = page.locator("body").inner_text()
+        assert "<script>alert(1)</script>" in body and "**bold**" in body
+        assert "**the** <b>reason</b>" in body
+        assert page.locator("strong", has_text="bold").count() == 0
+        assert page.locator("b", has_text="reason").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+
+        press(page, "a", f"Chain #{nasty_id}: accept.")
+        assert statuses(db_path)[nasty_id] == "accepted"
+        press(page, "u", f"Undid the last change on chain #{nasty_id}.")
+        assert statuses(db_path)[nasty_id] == "proposed"
+        press(page, "a", f"Chain #{nasty_id}: accept.")
+        skipped = int(current_chain(page).split("#")[1].split()[0])
+        press(page, "s", f"Chain #{skipped}: skip.")
+        rejected = int(current_chain(page).split("#")[1].split()[0])
+        assert rejected != skipped
+        press(page, "x", f"Chain #{rejected}: reject.")
+        page.screenshot(path=str(ARTIFACTS / "review_after.png"), full_page=True)
+        browser.close()
+    final = statuses(db_path)
+    assert final[nasty_id] == "accepted" and final[rejected] == "rejected" and final[skipped] == "proposed"
+    assert dialogs == []
