@@ -108,9 +108,23 @@ def resume(db: sqlite_utils.Database, job_id: int) -> Job:
 
 
 def last_checkpoint(out_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` directory of a run (None if none), as the Trainer resumes from."""
-    found = [p for p in Path(out_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    """The newest complete ``checkpoint-N`` directory of a run (None if none).
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint cut short by a kill has none
+    (or a broken one) and is skipped: resuming falls back to the checkpoint before it.
+    """
+    found = [
+        p for p in Path(out_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and _complete(p)
+    ]
     return str(max(found, key=lambda p: int(p.name.split("-")[-1]))) if found else None
+
+
+def _complete(ckpt: Path) -> bool:
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def checkpoint_step(job: Job) -> int | None:
