@@ -258,3 +258,37 @@ def compare(
             "b": by_length({c: b[c] for c in sb if c in sa}),
         },
     }
+
+
+def word_diff(reference: str, prediction: str) -> str:
+    """A word diff as plain text: ``[-removed-]`` (in the reference only), ``{+added+}`` (prediction only)."""
+    import difflib
+
+    ref, pred = (reference or "").split(), (prediction or "").split()
+    parts: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=ref, b=pred, autojunk=False).get_opcodes():
+        if op == "equal":
+            parts += ref[i1:i2]
+            continue
+        if op in ("delete", "replace"):
+            parts.append("[-" + " ".join(ref[i1:i2]) + "-]")
+        if op in ("insert", "replace"):
+            parts.append("{+" + " ".join(pred[j1:j2]) + "+}")
+    return " ".join(parts)
+
+
+def drill_down(preds: Iterable[Prediction], chain_id: int, mode: str) -> list[dict]:
+    """Each step of one chain under one mode: reference, prediction, score, word diff, error kind."""
+    rows = group(p for p in preds if p.chain_id == chain_id).get(mode, {}).get(chain_id, [])
+    return [
+        {
+            "position": p.position,
+            "input": p.meta.get("input", ""),
+            "reference": p.reference,
+            "prediction": p.prediction,
+            "rougeL": _score(p),
+            "diff": word_diff(p.reference, p.prediction),
+            "issues": p.meta.get("issues") or [],
+        }
+        for p in rows
+    ]

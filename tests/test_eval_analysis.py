@@ -121,3 +121,13 @@ def test_failing_chains_go_back_to_review(db):
 def test_analyze_lists_failing_chains(db):
     run, _ = _chains(db)
     assert analyze(get_predictions(db, run), 0.5)["chain"]["failing_chains"] == [2, 3, 5]
+
+
+def test_word_diff_is_plain_text():
+    from eval.analysis import word_diff
+
+    assert (
+        word_diff("the cat sat on the mat", "the dog sat on mat") == "the [-cat-] {+dog+} sat on [-the-] mat"
+    )
+    assert word_diff("", "new words") == "{+new words+}"
+    assert word_diff("<b>x</b>", "<b>x</b>") == "<b>x</b>"

@@ -1,6 +1,164 @@
-"""Evaluate page."""
+"""Evaluate page: start eval runs, compare one or two runs, drill into chains, send failures to Review."""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from app.eval_charts import ALL_FIGURES
+from app.state import db_path, init_state
+from app.widgets import guarded, plain_text
+from eval.analysis import drill_down, group
+from eval.config import MODES, EvalConfig, help_of
+from eval.report import build_report, main_mode
+from store.db import open_db
+from store.jobs import list_jobs
+from store.predictions import get_predictions, mark_chains_needs_review
+from store.versions import list_versions
+
+init_state()
 st.title("Evaluate")
-st.info("This page is being built.")
+st.caption(
+    "ROUGE-L per step and by chain length in three modes: chain (the whole CoI instruction at once, as in the "
+    "paper), stepwise-gold (each step given the gold previous output) and stepwise-own (its own previous output)."
+)
+
+
+def new_run_form() -> None:
+    with open_db(db_path()) as db:
+        trained = list_jobs(db, kind="train", statuses=["succeeded"])
+        versions = list_versions(db)
+    with st.expander("Start a new eval run", expanded=False), st.form("new_eval"):
+        adapters = {None: "base model only", **{j.id: f"train #{j.id} {j.name}" for j in trained}}
+        adapter = st.selectbox(
+            "Adapter", list(adapters), format_func=adapters.get, help=help_of("adapter_job")
+        )
+        model = st.text_input("Base model", "", help=help_of("model"))
+        vlabels = {None: "default", **{v.id: f"#{v.id} {v.name}".strip() for v in versions}}
+        version = st.selectbox(
+            "Dataset version", list(vlabels), format_func=vlabels.get, help=help_of("version")
+        )
+        modes = st.multiselect("Modes", MODES, default=list(MODES), help=help_of("modes"))
+        left, right = st.columns(2)
+        batch = left.number_input("Batch size", 1, 256, EvalConfig.batch_size, help=help_of("batch_size"))
+        new_tokens = right.number_input("Max new tokens", 1, 4096, EvalConfig.max_new_tokens)
+        limit = left.number_input("Chains (0: all)", 0, 100_000, 0, help=help_of("limit"))
+        threshold = right.slider("Fail threshold", 0.0, 1.0, EvalConfig.fail_threshold, 0.05)
+        if not st.form_submit_button("Start", type="primary"):
+            return
+    cfg = guarded(
+        EvalConfig,
+        model=model.strip() or None,
+        adapter_job=adapter,
+        version=version,
+        modes=tuple(modes),
+        batch_size=int(batch),
+        max_new_tokens=int(new_tokens),
+        limit=int(limit) or None,
+        fail_threshold=threshold,
+    )
+    if cfg is not None:
+        from eval.run import submit_eval
+
+        with open_db(db_path()) as db:
+            run = guarded(submit_eval, db, cfg)
+        if run:
+            st.success(f"Eval run #{run} started.")
+
+
+@st.fragment(run_every=3)
+def active_runs() -> None:
+    from training.jobs import cancel, refresh
+
+    with open_db(db_path()) as db:
+        jobs = [refresh(db, j.id) for j in list_jobs(db, kind="eval", statuses=["queued", "running"])]
+    for job in jobs:
+        st.progress(job.progress, text=f"#{job.id} {job.name}: {job.message}")
+        if st.button("Cancel", key=f"cancel_{job.id}"):
+            with open_db(db_path()) as db:
+                cancel(db, job.id)
+            st.rerun()
+
+
+new_run_form()
+with open_db(db_path()) as db:
+    if list_jobs(db, kind="eval", statuses=["queued", "running"]):
+        active_runs()
+
+with open_db(db_path()) as db:
+    runs = {j.id: f"#{j.id} {j.name}" for j in list_jobs(db, kind="eval", statuses=["succeeded"])}
+if not runs:
+    st.info("No finished eval run yet: start one above, or with `coi eval`.")
+    st.stop()
+
+left, right = st.columns(2)
+first = left.selectbox("Run", list(runs), format_func=runs.get, key="run_a")
+second = right.selectbox(
+    "Compare with", [None, *runs], format_func=lambda r: runs.get(r, "none"), key="run_b"
+)
+threshold = st.slider(
+    "A step fails below ROUGE-L", 0.0, 1.0, EvalConfig.fail_threshold, 0.05, key="threshold"
+)
+chosen = [r for r in (first, second) if r is not None]
+with open_db(db_path()) as db:
+    reports = [(runs[r], build_report(db, r, threshold=threshold)) for r in chosen]
+modes = list(reports[0][1]["modes"])
+if not modes:
+    st.warning("This run has no predictions.")
+    st.stop()
+mode = st.selectbox("Mode", modes, index=modes.index(main_mode(reports[0][1]["modes"])), key="mode")
+
+for label, report in reports:
+    overall = report["modes"].get(mode, {}).get("overall")
+    if overall:
+        st.text(
+            f"{label}: final-output ROUGE-L {100 * overall['final']['mean']:.1f} "
+            f"(95% CI {100 * overall['final']['low']:.1f}-{100 * overall['final']['high']:.1f}), "
+            f"all steps {100 * overall['steps']['mean']:.1f}, {overall['n_chains']} chains"
+        )
+columns = st.columns(2)
+for i, make in enumerate(ALL_FIGURES):
+    columns[i % 2].plotly_chart(make(reports, mode), key=f"fig_{make.__name__}")
+
+if len(chosen) == 2:
+    from eval.analysis import compare
+
+    with open_db(db_path()) as db:
+        cmp = compare(get_predictions(db, second), get_predictions(db, first), mode)
+    st.subheader(f"{runs[first]} vs {runs[second]}")
+    st.text(
+        f"{len(cmp['improved'])} improved, {len(cmp['regressed'])} regressed, {cmp['unchanged']} unchanged"
+    )
+    st.dataframe(cmp["rows"], hide_index=True, key="compare_table")
+
+st.subheader("Chains")
+with open_db(db_path()) as db:
+    preds = get_predictions(db, first, mode=mode)
+chains = group(preds).get(mode, {})
+failing = reports[0][1]["modes"][mode]["failing_chains"]
+ordered = failing + [c for c in chains if c not in failing]
+chain_id = st.selectbox(
+    "Chain (failing first)",
+    ordered,
+    format_func=lambda c: f"#{c}{' (fails)' if c in failing else ''}",
+    key="chain",
+)
+for step in drill_down(preds, chain_id, mode):
+    st.markdown(f"**Step {step['position']}**: ROUGE-L {100 * step['rougeL']:.1f}")
+    if step["issues"]:
+        st.text("Parser: " + "; ".join(step["issues"]))
+    ref_col, pred_col = st.columns(2)
+    with ref_col:
+        st.caption("Reference")
+        plain_text(step["reference"])
+    with pred_col:
+        st.caption("Prediction")
+        plain_text(step["prediction"])
+    st.caption("Word diff: [-only in the reference-] {+only in the prediction+}")
+    plain_text(step["diff"])
+
+if failing and st.button(f"Send the {len(failing)} failing chain(s) to Review", key="to_review"):
+    with open_db(db_path()) as db:
+        n = mark_chains_needs_review(
+            db, failing, author=st.session_state["reviewer"], reason=f"failed eval run #{first} ({mode})"
+        )
+    st.success(f"{n} chain(s) are now in the Review queue as needs_review.")
