@@ -455,6 +455,11 @@ def import_file(
     return report
 
 
+def preview_rows(loaded: Loaded, width: int = 300) -> list[dict[str, str]]:
+    """The preview records as short strings (nested values as JSON), safe for any table widget."""
+    return [{k: _text(v)[:width] for k, v in rec.items()} for _, rec in loaded.records]
+
+
 def preview(
     path: str | Path, fmt: str = "auto", max_bytes: int = 200 * 1024 * 1024, rows: int = 20
 ) -> Loaded:

@@ -8,7 +8,7 @@ import pytest
 
 from store.chains import chain_ids, get_chains, status_counts
 from store.errors import CoiError
-from store.importers import FieldMapping, ImportOptions, import_file, preview
+from store.importers import FieldMapping, ImportOptions, import_file, preview, preview_rows
 from store.tasks import category_counts, count_tasks, list_tasks
 
 TASKS = [
@@ -245,3 +245,10 @@ def test_tsv_uses_tabs(db, tmp_path):
     path.write_text("instruction\toutput\nSay a, b.\ta, b\n", "utf-8")
     assert import_file(db, path).imported == 1
     assert list_tasks(db)[0].output == "a, b"
+
+
+def test_preview_rows_are_short_strings(tmp_path):
+    rows = [{"instruction": "x" * 500, "output": {"a": [1, 2]}, "n": 3}]
+    (tmp_path / "a.json").write_text(json.dumps(rows), "utf-8")
+    shown = preview_rows(preview(tmp_path / "a.json"), width=100)
+    assert shown == [{"instruction": "x" * 100, "output": '{"a": [1, 2]}', "n": "3"}]

@@ -17,7 +17,15 @@ from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
 from store.chains import get_chain
 from store.db import open_db
-from store.importers import FORMATS, IMPORT_STATUSES, FieldMapping, ImportOptions, import_file, preview
+from store.importers import (
+    FORMATS,
+    IMPORT_STATUSES,
+    FieldMapping,
+    ImportOptions,
+    import_file,
+    preview,
+    preview_rows,
+)
 from store.models import CHAIN_STATUSES
 from store.review import QueueFilter, queue_count, queue_page
 from store.stats import collect_stats
@@ -68,7 +76,7 @@ def import_section() -> None:
     if loaded is None:
         return
     st.caption(f"Detected format: **{loaded.format}** · columns: {', '.join(loaded.columns)}")
-    st.dataframe([r for _, r in loaded.records], hide_index=True, key="import_preview")
+    st.dataframe(preview_rows(loaded), hide_index=True, key="import_preview")
     if loaded.format == "coi":
         mapping = FieldMapping()
         status = st.selectbox(
@@ -80,7 +88,7 @@ def import_section() -> None:
         with open_db(db_path()) as db:
             ss["data_report"] = guarded(import_file, db, path, ImportOptions(loaded.format, mapping, status))
     report = ss.get("data_report")
-    if report is not None:
+    if report is not None and report.path == str(path):
         st.success(report.summary())
         if report.unclean_reasons:
             st.dataframe(
