@@ -1,0 +1,77 @@
+"""The batch as a real background process: kill -9 halfway, run again, no duplicates, no repeated calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from pipeline.llm import LLMConfig
+from pipeline.run import BatchConfig, launch_batch
+from store.chains import count_chains
+from store.db import connect
+from store.jobs import get_job
+from store.pipeline_queries import existing_chain_keys
+from tests.fake_llm_server import ScriptedLLMServer
+from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
+from training.jobs import is_alive, launch, refresh
+
+SECRET = "sk-job-SECRET-abcdef987654"
+
+
+def wait_for(predicate, timeout: float = 60.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("timed out waiting")
+
+
+def job_row(db_path, job_id):
+    db = connect(db_path)
+    try:
+        return get_job(db, job_id)
+    finally:
+        db.conn.close()
+
+
+def test_kill_and_resume_subprocess(db_path, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
+    insert_test_tasks(db)
+    with ScriptedLLMServer(responder=pipeline_responder, latency=0.05) as server:
+        llm = LLMConfig(base_url=server.base_url, model="scripted-model", api_key=SECRET, concurrency=2)
+        batch = BatchConfig(n_chains=12, lengths=(2, 3), seed=5, llm=llm.to_dict())
+        job_id = launch_batch(db, batch, llm)
+        pid = get_job(db, job_id).pid
+        # Let it get well into the batch, then kill the whole group without warning.
+        wait_for(lambda: job_row(db_path, job_id).done >= 30)
+        os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not is_alive(pid))
+        assert refresh(db, job_id).status == "failed"
+        first_requests = server.request_count
+        assert 0 < first_requests
+
+        launch(db, job_id, "pipeline.run", env={"OPENAI_API_KEY": SECRET})
+        job = wait_for(lambda: (j := job_row(db_path, job_id)).status != "running" and j)
+        assert job.status == "succeeded", job.error
+
+    bodies = [json.dumps(b, sort_keys=True) for b in server.requests]
+    # Only calls in flight at the kill (at most `concurrency`) can have been sent twice.
+    assert len(bodies) - len(set(bodies)) <= 2
+    assert count_chains(db) == 12 and job.result["chains_added"] + job.result["chains_existing"] == 12
+    assert job.result["usage"]["cache_hits"] > 0
+    # The chains are the ones the keys name, each once.
+    rows = db.execute("SELECT content_hash, count(*) FROM chains GROUP BY 1 HAVING count(*) > 1").fetchall()
+    assert (
+        rows == []
+        and len(existing_chain_keys(db, [r[0] for r in db.execute("SELECT content_hash FROM chains")])) == 12
+    )
+    # The key reached the child through its environment only.
+    assert "api_key" not in job.config["llm"] and SECRET not in json.dumps(job.config)
+    db.conn.commit()
+    for path in db_path.parent.glob("coi.db*"):
+        assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in (tmp_path / "logs" / f"job-{job_id}.log").read_text()
