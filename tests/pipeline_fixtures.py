@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from store.models import Task
 from store.tasks import insert_tasks
 from tests.fake_llm_server import prompt_text
@@ -47,7 +49,8 @@ def pipeline_responder(body: dict) -> str:
     text = prompt_text(body)
     last = text.rsplit("\n\n", 1)[-1]
     if text.startswith("Rewrite each task instruction"):
-        return " Rewrite the paragraph in a new style.\n"
+        number = re.search(r"style number (\d+)", last)
+        return f" Rewrite the paragraph in style {number.group(1) if number else 'x'}.\n"
     if text.startswith("Decide if the output"):
         return " yes. The output is a paragraph, which the next task can take."
     if text.startswith("Follow the instruction"):
