@@ -260,6 +260,8 @@ def m006_review(db: sqlite_utils.Database) -> None:
         "CREATE INDEX idx_chains_status_source_id ON chains(status, source, id)",
         "CREATE INDEX idx_chains_status_reviewer_id ON chains(status, reviewer, id)",
         "CREATE INDEX idx_reviews_reviewer_chain ON reviews(reviewer, chain_id)",
+        # Sorting the queue by checker confidence walks this index and stops after one page.
+        "CREATE INDEX idx_compositions_confidence ON compositions(confidence)",
         """CREATE VIRTUAL TABLE steps_fts USING fts5(
             instruction, input, output, content='steps', content_rowid='id')""",
         """CREATE TRIGGER steps_fts_ai AFTER INSERT ON steps BEGIN
@@ -274,4 +276,26 @@ def m006_review(db: sqlite_utils.Database) -> None:
             INSERT INTO steps_fts(rowid, instruction, input, output)
             VALUES (new.id, new.instruction, new.input, new.output); END""",
         "INSERT INTO steps_fts(steps_fts) VALUES ('rebuild')",
+    )
+
+
+@migrations()
+def m002_tasks_search(db: sqlite_utils.Database) -> None:
+    """Full-text search on tasks, so the Data page's search stays fast at 100,000 rows and more."""
+    _exec(
+        db,
+        """CREATE VIRTUAL TABLE tasks_fts USING fts5(
+            instruction, input, output, content='tasks', content_rowid='id')""",
+        """CREATE TRIGGER tasks_fts_ai AFTER INSERT ON tasks BEGIN
+            INSERT INTO tasks_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output); END""",
+        """CREATE TRIGGER tasks_fts_ad AFTER DELETE ON tasks BEGIN
+            INSERT INTO tasks_fts(tasks_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output); END""",
+        """CREATE TRIGGER tasks_fts_au AFTER UPDATE OF instruction, input, output ON tasks BEGIN
+            INSERT INTO tasks_fts(tasks_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output);
+            INSERT INTO tasks_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output); END""",
+        "INSERT INTO tasks_fts(tasks_fts) VALUES ('rebuild')",
     )

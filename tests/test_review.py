@@ -167,6 +167,8 @@ def test_queue_filters_sorts_and_paginates(db):
     assert {r.category for r in queue_page(db, QueueFilter(category="c1"))} == {"c1"}
     low = queue_page(db, QueueFilter(sort="least_confident"), limit=1)[0]
     assert low.id == ids[0]
+    assert [r.id for r in queue_page(db, QueueFilter(sort="most_confident"), limit=2)] == ids[::-1][:2]
+    assert queue_count(db, QueueFilter(sort="most_confident")) == (9, False)
     r1 = queue_ids(db, QueueFilter(sort="random", seed=1))
     assert r1 == queue_ids(db, QueueFilter(sort="random", seed=1)) and sorted(r1) == sorted(ids)
     paged = [
@@ -181,8 +183,10 @@ def test_queue_filters_sorts_and_paginates(db):
 
 
 def test_queue_search_stale_status_and_pending_for(db):
-    a = make_chain(db, tag="alpha")
-    b = make_chain(db, tag="beta")
+    a = make_chain(db, tag="alpha", verdict="no")
+    b = make_chain(db, tag="beta", verdict="yes")
+    assert [r.id for r in queue_page(db, QueueFilter(verdict="no"))] == [a]
+    assert queue_page(db, QueueFilter(verdict="yes"))[0].verdict == "yes"
     assert [r.id for r in queue_page(db, QueueFilter(search="beta"))] == [b]
     assert [r.id for r in queue_page(db, QueueFilter(search='alpha" OR "x'))] == []  # no query syntax
     save_step_output(db, a, 1, "zebra words", author="u", expected_version=1)

@@ -14,6 +14,7 @@ from store.agreement import agreement
 from store.chains import get_chain
 from store.db import open_db
 from store.errors import CoiError
+from store.models import CHAIN_STATUSES
 from store.settings import set_setting
 
 PAGE_SIZE = 20
@@ -37,23 +38,45 @@ def flash(kind: str, message: str) -> None:
     ss["review_flash"] = (kind, message)
 
 
-def run_action(fn, *args, **kwargs) -> bool:
-    """Run a store change; a conflict or user error is kept for the next run. True on success."""
+def run_action(fn, *args, **kwargs):
+    """Run a store change; a conflict or user error is kept for the next run. Returns its result or None."""
     try:
         with open_db(db_path()) as db:
-            fn(db, *args, **kwargs)
-        return True
+            result = fn(db, *args, **kwargs)
+        return True if result is None else result
     except rv.ConflictError as exc:
         ss["review_conflict"] = exc
     except CoiError as exc:
         flash("error", exc.message + (f"\n\n{exc.hint}" if exc.hint else ""))
-    return False
+    return None
+
+
+def change(fn, chain_id: int, *args, **kwargs) -> bool:
+    """A change to one chain; remembered as this session's last change, which Undo reverts."""
+    version = run_action(fn, chain_id, *args, **kwargs)
+    if version is None:
+        return False
+    ss["review_seen"].pop(chain_id, None)
+    ss["review_last"] = (chain_id, version)
+    return True
+
+
+def undo(current_id: int, seen: int) -> None:
+    """Undo this session's last change (a decision moves the queue on, so it may be another chain)."""
+    chain_id, version = ss.get("review_last") or (current_id, seen)
+    if change(rv.undo_last, chain_id, author=me, expected_version=version):
+        ss.pop("review_last", None)
+        ss["review_current"] = chain_id
+        if chain_id in ss["review_skipped"]:
+            ss["review_skipped"].remove(chain_id)
+        flash("success", f"Undid the last change on chain #{chain_id}.")
+    st.rerun()
 
 
 def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
     sb = st.sidebar
     sb.text(f"Reviewing as: {me}")
-    statuses = sb.multiselect("Status", rv.CHAIN_STATUSES, default=list(rv.OPEN_STATUSES))
+    statuses = sb.multiselect("Status", CHAIN_STATUSES, default=list(rv.OPEN_STATUSES))
     lengths = sb.multiselect("Chain length", choices["length"])
     pick = {
         k: sb.selectbox(k.title(), ["(any)", *choices[k]])
@@ -139,11 +162,8 @@ def decision_bar(chain, comp: dict | None, seen: int) -> None:
         decide(chain.id, "reject", seen, tag)
     if cols[2].button("Skip", shortcut="S", key="skip"):
         decide(chain.id, "skip", seen)
-    if cols[3].button("Undo", shortcut="U", key="undo", help="Undo the last edit or decision on this chain"):
-        if run_action(rv.undo_last, chain.id, author=me, expected_version=seen):
-            ss["review_seen"].pop(chain.id, None)
-            flash("success", f"Undid the last change on chain #{chain.id}.")
-        st.rerun()
+    if cols[3].button("Undo", shortcut="U", key="undo", help="Undo your last edit or decision"):
+        undo(chain.id, seen)
     if (
         comp
         and comp["n_chains"] > 1
@@ -155,10 +175,13 @@ def decision_bar(chain, comp: dict | None, seen: int) -> None:
 
 
 def decide(chain_id: int, decision: str, seen: int, reason: str = "") -> None:
-    if run_action(rv.decide, chain_id, decision, reviewer=me, expected_version=seen, reason=reason):
-        if decision == "skip":
+    if decision == "skip":
+        ok = run_action(rv.decide, chain_id, decision, reviewer=me, expected_version=seen) is not None
+        if ok:
             ss["review_skipped"].append(chain_id)
-        ss["review_seen"].pop(chain_id, None)
+    else:
+        ok = change(rv.decide, chain_id, decision, reviewer=me, expected_version=seen, reason=reason)
+    if ok:
         ss.pop("review_current", None)
         flash("success", f"Chain #{chain_id}: {decision}.")
     st.rerun()
@@ -192,9 +215,8 @@ def show_proposals(chain, seen: int) -> None:
     left, right = st.columns(2)
     if left.button("Apply", type="primary", key="apply_regen"):
         items = ss["review_proposals"]["items"]
-        if run_action(rv.apply_regeneration, chain.id, items, keep, author=me, expected_version=seen):
+        if change(rv.apply_regeneration, chain.id, items, keep, author=me, expected_version=seen):
             ss.pop("review_proposals", None)
-            ss["review_seen"].pop(chain.id, None)
             flash(
                 "success",
                 "Saved the kept outputs. Discarded steps stay stale until you confirm or edit them.",
@@ -207,7 +229,7 @@ def show_proposals(chain, seen: int) -> None:
 
 def on_step_action(chain, action, seen: int) -> None:
     if action.kind == "save":
-        ok = run_action(
+        ok = change(
             rv.save_step_output,
             chain.id,
             action.position,
@@ -218,10 +240,9 @@ def on_step_action(chain, action, seen: int) -> None:
         )
         message = f"Saved step {action.position}; the later steps are stale until regenerated or confirmed."
     else:
-        ok = run_action(rv.confirm_step, chain.id, action.position, author=me, expected_version=seen)
+        ok = change(rv.confirm_step, chain.id, action.position, author=me, expected_version=seen)
         message = f"Step {action.position} confirmed as is."
     if ok:
-        ss["review_seen"].pop(chain.id, None)
         flash("success", message)
     st.rerun()
 
