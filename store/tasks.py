@@ -131,3 +131,30 @@ def task_ids_by_hash(db: sqlite_utils.Database, hashes: list[str]) -> dict[str, 
         marks = ",".join("?" * len(chunk))
         out.update(db.execute(f"SELECT content_hash, id FROM tasks WHERE content_hash IN ({marks})", chunk))
     return out
+
+
+def fts_query(text: str) -> str:
+    """The user's words as FTS5 phrases (quotes doubled), so no query syntax leaks in; "" if no words."""
+    return " ".join('"' + w.replace('"', '""') + '"' for w in text.split())
+
+
+def search_tasks(db: sqlite_utils.Database, search: str, *, limit: int = 50, offset: int = 0) -> list[Task]:
+    """A page of tasks containing every word of ``search`` (full-text index), newest first."""
+    query = fts_query(search)
+    if not query:
+        return list_tasks(db, limit=limit, offset=offset)
+    sql = """SELECT * FROM tasks WHERE id IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH ?)
+             ORDER BY id DESC LIMIT ? OFFSET ?"""
+    return [_row_to_task(r) for r in db.query(sql, [query, limit, offset])]
+
+
+def count_search_tasks(db: sqlite_utils.Database, search: str, *, cap: int = 100_000) -> tuple[int, bool]:
+    """How many tasks ``search_tasks`` finds, counting at most ``cap``; (count, True if capped)."""
+    query = fts_query(search)
+    if not query:
+        n = db.execute("SELECT count(*) FROM (SELECT 1 FROM tasks LIMIT ?)", [cap + 1]).fetchone()[0]
+    else:
+        n = db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM tasks_fts WHERE tasks_fts MATCH ? LIMIT ?)", [query, cap + 1]
+        ).fetchone()[0]
+    return min(n, cap), n > cap

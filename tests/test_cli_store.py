@@ -108,3 +108,20 @@ def test_inconsistent_sample_chain_is_refused_and_nothing_loads(db, tmp_path):
     with pytest.raises(CoiError, match="Sample chain 0 is inconsistent"):
         load_sample_data(db, tmp_path)
     assert count_tasks(db) == 0
+
+
+def test_task_search_uses_words_and_follows_changes(db):
+    from store.models import Task
+    from store.tasks import count_search_tasks, insert_tasks, search_tasks
+
+    insert_tasks(
+        db, [Task("Translate to French.", "Good morning", "Bonjour"), Task("Count words.", "a b", "2")]
+    )
+    assert [t.output for t in search_tasks(db, "french")] == ["Bonjour"]
+    assert count_search_tasks(db, "morning translate") == (1, False)
+    assert count_search_tasks(db, 'bad "query" (syntax') == (0, False)
+    assert count_search_tasks(db, "") == (2, False)
+    assert count_search_tasks(db, "", cap=1) == (1, True)
+    db.execute("UPDATE tasks SET output = 'Salut' WHERE output = 'Bonjour'")
+    assert count_search_tasks(db, "bonjour") == (0, False)
+    assert [t.output for t in search_tasks(db, "salut")] == ["Salut"]

@@ -29,7 +29,7 @@ from store.importers import (
 from store.models import CHAIN_STATUSES
 from store.review import QueueFilter, queue_count, queue_page
 from store.stats import collect_stats
-from store.tasks import count_tasks, list_tasks
+from store.tasks import count_search_tasks, search_tasks
 
 PAGE_SIZE = 50
 NONE = "(none)"
@@ -123,12 +123,12 @@ def page_number(total: int, key: str) -> int:
 
 
 def browse_tasks() -> None:
-    search = st.text_input("Search tasks", key="task_search")
+    search = st.text_input("Search tasks (words in the instruction, input or output)", key="task_search")
     with open_db(db_path()) as db:
-        total = count_tasks(db, search=search)
+        total, capped = count_search_tasks(db, search)
         page = page_number(total, "task_page")
-        tasks = list_tasks(db, search=search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    st.caption(f"{total} tasks")
+        tasks = search_tasks(db, search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    st.caption(f"{total}{'+' if capped else ''} tasks")
     rows = [
         {
             "id": t.id,
@@ -147,7 +147,9 @@ def browse_chains() -> None:
     left, right = st.columns([2, 1])
     search = left.text_input("Search chains (words in any step, or #id)", key="chain_search")
     statuses = right.multiselect("Status", CHAIN_STATUSES, default=list(CHAIN_STATUSES), key="chain_status")
-    filt = QueueFilter(statuses=tuple(statuses), search=search, sort="oldest")
+    # Every status selected = no filter, so paging walks the primary key.
+    chosen = () if set(statuses) == set(CHAIN_STATUSES) else tuple(statuses) or ("(none)",)
+    filt = QueueFilter(statuses=chosen, search=search, sort="oldest")
     with open_db(db_path()) as db:
         total, capped = queue_count(db, filt)
         page = page_number(total, "chain_page")
