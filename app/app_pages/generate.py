@@ -1,6 +1,131 @@
-"""Generate page."""
+"""Generate page: propose chains with an LLM as a background job, and watch it.
+
+The batch runs as `python -m pipeline.run --job ID`; this page only reads the job row, so it can be
+left and come back. The API key typed in Settings stays in this session and reaches the job through
+its environment only.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from app.state import db_path, init_state
+from app.widgets import guarded, plain_text
+from pipeline.run import BatchConfig, launch_batch
+from pipeline.status import (
+    WEAK_MODEL_NOTE,
+    job_view,
+    latest_job,
+    page_config,
+    parse_task_ids,
+    test_connection,
+)
+from store.db import open_db
+from store.pipeline_queries import task_categories, verdict_counts
+from store.tasks import count_tasks
+from training.jobs import cancel, refresh
+
+init_state()
+ss = st.session_state
 st.title("Generate")
-st.info("This page is being built.")
+
+with open_db(db_path()) as db:
+    config = page_config(db, ss.get("llm_api_key", ""))
+    categories = task_categories(db)
+    n_tasks = count_tasks(db)
+
+st.subheader("LLM endpoint")
+st.text(f"In use: {config.describe()}  (change it in Settings)")
+if config.embedded:
+    st.info(WEAK_MODEL_NOTE)
+else:
+    st.caption("A stronger endpoint gives better proposals than the embedded 270M model.")
+if st.button("Test connection", key="gen_test_connection"):
+    with st.spinner("Sending one small request..."):
+        message = guarded(test_connection, config, db_path())
+    if message:
+        st.success(message)
+
+
+def batch_form() -> None:
+    with st.form("gen_batch"):
+        cats = st.multiselect("Task categories (none: all)", categories, key="gen_categories")
+        ids_text = st.text_input("Task ids (optional, e.g. 1, 2, 5-9)", key="gen_task_ids")
+        c1, c2, c3, c4 = st.columns(4)
+        n_chains = c1.number_input("Chains", min_value=1, max_value=5000, value=20, key="gen_n")
+        lengths = c2.multiselect("Lengths", [2, 3, 4, 5], default=[2], key="gen_lengths")
+        seed = c3.number_input("Seed", min_value=0, value=0, key="gen_seed")
+        concurrency = c4.number_input(
+            "Concurrency", min_value=1, max_value=64, value=8, key="gen_concurrency"
+        )
+        submitted = st.form_submit_button("Start batch", type="primary")
+    if submitted:
+        start_batch(cats, ids_text, int(n_chains), lengths, int(seed), int(concurrency))
+
+
+def start_batch(cats, ids_text, n_chains, lengths, seed, concurrency) -> None:
+    from dataclasses import replace
+
+    task_ids = guarded(parse_task_ids, ids_text)
+    if task_ids is None:
+        return
+    llm = replace(config, concurrency=concurrency)
+    batch = guarded(
+        BatchConfig,
+        task_ids=task_ids,
+        categories=tuple(cats),
+        n_chains=n_chains,
+        lengths=tuple(lengths),
+        seed=seed,
+        llm=llm.to_dict(),
+    )
+    if batch is None:
+        return
+    with open_db(db_path()) as db:
+        job_id = guarded(launch_batch, db, batch, llm)
+    if job_id:
+        ss["gen_job"] = job_id
+        st.toast(f"Generation job #{job_id} started")
+
+
+st.subheader("New batch")
+if n_tasks < 2:
+    st.warning("Import at least two tasks on the Data page first.")
+else:
+    batch_form()
+
+
+@st.fragment(run_every=2)
+def live_progress() -> None:
+    with open_db(db_path()) as db:
+        job = latest_job(db)
+        if job is not None:
+            job = refresh(db, job.id)
+        counts = verdict_counts(db)
+    if counts:
+        st.text("Checker verdicts so far: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if job is None:
+        st.caption("No generation job yet.")
+        return
+    view = job_view(job)
+    st.progress(view.fraction, text=view.label)
+    if job.active and st.button("Cancel", key="gen_cancel"):
+        with open_db(db_path()) as db:
+            cancel(db, job.id)
+        st.rerun(scope="fragment")
+    if job.error:
+        st.error("The job failed or was cancelled:")
+        plain_text(job.error[-3000:])
+    if view.verdicts:
+        st.text("This batch's verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(view.verdicts.items())))
+    if view.totals:
+        st.text(view.totals)
+    if view.errors:
+        st.warning(f"{len(view.errors)} items failed (the batch went on; run it again to retry them):")
+        st.dataframe(view.errors, hide_index=True, use_container_width=True)
+    if job.status == "succeeded":
+        st.page_link("app_pages/review.py", label="Review the proposed chains", icon="✅")
+
+
+st.subheader("Progress")
+live_progress()

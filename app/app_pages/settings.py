@@ -3,6 +3,9 @@
 import streamlit as st
 
 from app.state import db_path, init_state
+from app.widgets import guarded
+from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
+from pipeline.status import page_config, save_endpoint
 from store.db import open_db
 from store.settings import get_setting, set_setting
 
@@ -21,6 +24,36 @@ if st.button("Save reviewer name"):
     with open_db(db_path()) as db:
         set_setting(db, "reviewer", st.session_state["reviewer"])
     st.success("Saved.")
+
+st.subheader("LLM endpoint")
+st.caption(
+    "Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server). Leave the base URL empty to use "
+    "the embedded Gemma 3 270M model (weak proposals). $OPENAI_BASE_URL / $COI_LLM_MODEL apply when these are empty."
+)
+with open_db(db_path()) as db:
+    llm_now = page_config(db)
+    llm_saved = {k: get_setting(db, k) or "" for k in (SETTING_BASE_URL, SETTING_MODEL, SETTING_API)}
+llm_url = st.text_input("Base URL", value=llm_saved[SETTING_BASE_URL], key="set_llm_url")
+llm_model = st.text_input("Model", value=llm_saved[SETTING_MODEL], key="set_llm_model")
+llm_api = st.selectbox(
+    "API",
+    list(APIS),
+    index=APIS.index(llm_saved[SETTING_API] or "completions"),
+    key="set_llm_api",
+    help="completions: raw prompts (base models); chat: chat models",
+)
+llm_key = st.text_input(
+    "API key (kept in this browser session only; never saved)",
+    type="password",
+    key="set_llm_key",
+    value=st.session_state.get("llm_api_key", ""),
+)
+if st.button("Save LLM endpoint", key="set_llm_save"):
+    st.session_state["llm_api_key"] = llm_key
+    with open_db(db_path()) as db:
+        if guarded(save_endpoint, db, llm_url, llm_model, llm_api):
+            st.success("Saved (the key stays in this session).")
+st.text(f"In use now: {llm_now.describe()}")
 
 st.subheader("Database")
 st.text(f"Database file: {db_path()}  (set $COI_DB to use another)")
