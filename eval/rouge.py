@@ -20,6 +20,11 @@ from rapidfuzz.distance import LCSseq
 # The same patterns as rouge_score.tokenize: after lowercasing, everything but [a-z0-9] is a space.
 _WORD_RE = re.compile(r"[a-z0-9]+")
 _VALID_TOKEN_RE = re.compile(r"^[a-z0-9]+$")
+# For ASCII text one C-level pass does both the lowercasing and the non-[a-z0-9] -> space step
+# (on ASCII, str.lower only maps A-Z); the vocabulary is keyed by these bytes tokens.
+_ASCII_TABLE = bytes(
+    c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256)
+)
 
 
 @dataclass(frozen=True)
@@ -73,19 +78,45 @@ def tokenize(text: str, use_stemmer: bool = False) -> list[str]:
     return [t for t in stemmed if _valid(t)]
 
 
+def _raw_tokens(text: str) -> list[bytes]:
+    """The unstemmed tokens of ``tokenize`` as ASCII bytes (a fast path for ASCII text)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_TABLE).split()
+    return [t.encode("ascii") for t in _WORD_RE.findall(text.lower())]
+
+
 class RougeL:
-    """A reusable ROUGE-L scorer (the token-to-int vocabulary grows across calls)."""
+    """A reusable ROUGE-L scorer (its token-to-int vocabulary grows across calls)."""
 
     info = ROUGE_L
 
     def __init__(self, use_stemmer: bool = False) -> None:
         self.use_stemmer = use_stemmer
-        self._vocab: dict[str, int] = {}
+        # Raw token -> int id of its (stemmed) token, or -1 when rouge_score would drop it. Distinct
+        # ids per distinct final token make the LCS exact: no hash collisions are possible.
+        self._id_of: dict[bytes, int] = {}
+        self._final: dict[str, int] = {}
 
     def _ids(self, text: str) -> list[int]:
-        vocab = self._vocab
-        # Distinct ints per distinct token make the LCS exact (no hash collisions possible).
-        return [vocab.setdefault(t, len(vocab)) for t in tokenize(text, self.use_stemmer)]
+        tokens = _raw_tokens(text)
+        try:
+            ids = list(map(self._id_of.__getitem__, tokens))  # the hot path: one C-level pass
+        except KeyError:
+            for t in tokens:
+                if t not in self._id_of:
+                    self._id_of[t] = self._new_id(t)
+            ids = list(map(self._id_of.__getitem__, tokens))
+        if self.use_stemmer and -1 in ids:
+            ids = [i for i in ids if i >= 0]
+        return ids
+
+    def _new_id(self, raw: bytes) -> int:
+        final = token = raw.decode("ascii")
+        if self.use_stemmer:
+            final = _stem(token) if len(token) > 3 else token
+            if not _valid(final):
+                return -1
+        return self._final.setdefault(final, len(self._final))
 
     def score(self, target: str, prediction: str) -> Score:
         """Score one prediction against its reference, like ``RougeScorer.score(target, prediction)``."""
@@ -99,7 +130,13 @@ class RougeL:
         return Score(precision, recall, _fmeasure(precision, recall))
 
     def fmeasure(self, target: str, prediction: str) -> float:
-        return self.score(target, prediction).fmeasure
+        """The F-measure alone (the hot path: no Score object is built)."""
+        target_ids = self._ids(target)
+        prediction_ids = self._ids(prediction)
+        if not target_ids or not prediction_ids:
+            return 0
+        lcs = LCSseq.similarity(target_ids, prediction_ids)
+        return _fmeasure(lcs / len(prediction_ids), lcs / len(target_ids))
 
     def score_many(self, targets: Sequence[str], predictions: Sequence[str]) -> list[float]:
         """F-measures of aligned (target, prediction) pairs."""

@@ -96,3 +96,18 @@ def test_aggregate_is_the_mean_with_a_seeded_interval():
     assert aggregate(scores, seed=3) == agg
     assert aggregate([0.4]).as_dict() == {"mean": 0.4, "low": 0.4, "high": 0.4, "n": 1}
     assert aggregate([]).n == 0
+
+
+def test_fast_ascii_tokens_are_the_tokenizer_tokens():
+    from eval.rouge import _raw_tokens
+
+    texts = [
+        "Hello, World! x2 3.14 A-B_c",
+        "tab\there\nnew\x0bline\x0c",
+        "İstanbul café Kelvin",
+        "",
+        "!!!",
+        "\x7f\x00ok",
+    ]
+    for text in texts:
+        assert [t.decode() for t in _raw_tokens(text)] == tokenize(text)
