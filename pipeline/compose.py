@@ -33,6 +33,8 @@ _CODE_SHAPE = re.compile(
     r"^\s*(SELECT\s|def\s|class\s|import\s|#include|function\s|\{\s*\"?\w+\"?\s*:)", re.I
 )
 MAX_LABEL_WORDS = 3
+# Categories whose short outputs are labels even when longer than three words ("not enough information").
+_LABEL_CATEGORY = re.compile(r"classif|sentiment|detect|verif|label|yes.?no", re.I)
 
 
 def text_kind(text: str, category: str = "") -> str:
@@ -51,6 +53,8 @@ def text_kind(text: str, category: str = "") -> str:
     if _CODE_SHAPE.match(s) or (_CODE_CATEGORY.search(category or "") and _looks_like_code(s)):
         return "code"
     if len(s.split()) <= MAX_LABEL_WORDS and not s.endswith((".", "?", "!")):
+        return "label"
+    if _LABEL_CATEGORY.search(category or "") and len(s.split()) <= 6:
         return "label"
     return "text"
 

@@ -25,6 +25,7 @@ from pipeline.llm import LLMConfig
 from store.errors import CoiError
 
 HEALTH_TIMEOUT_S = 300.0
+EMBEDDED_CONCURRENCY = 2
 
 
 def free_port() -> int:
@@ -125,4 +126,8 @@ def llm_endpoint(config: LLMConfig, *, model_path: str | None = None, log=print)
     log(f"Starting the embedded LLM ({Path(model_path).name}) with transformers serve...")
     with EmbeddedServer(model_path) as server:
         log(f"Embedded LLM ready at {server.base_url}")
-        yield replace(config, base_url=server.base_url, model=model_path, api="completions")
+        # A CPU-bound local server gains nothing from many requests in flight.
+        concurrency = min(config.concurrency, EMBEDDED_CONCURRENCY)
+        yield replace(
+            config, base_url=server.base_url, model=model_path, api="completions", concurrency=concurrency
+        )

@@ -171,3 +171,10 @@ def test_resolve_reads_settings_then_env(db, monkeypatch):
     assert (cfg.base_url, cfg.model, cfg.api) == ("http://settings:2/v1", "env-model", "chat")
     monkeypatch.delenv("OPENAI_BASE_URL")
     assert LLMConfig.resolve(None).embedded
+
+
+def test_slow_response_within_timeout_is_not_retried(db_path):
+    with ScriptedLLMServer(latency=0.4) as server:
+        res = make_client(server, db_path, timeout_s=5.0).complete("slow one")
+        assert res.ok and res.attempts == 1 and server.request_count == 1
+        assert res.latency_ms >= 400  # the recorded latency is the real wait

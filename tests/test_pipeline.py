@@ -87,6 +87,8 @@ def test_text_kinds():
     assert text_kind("positive") == "label"
     assert text_kind("SELECT city FROM Addresses", "sql") == "code"
     assert text_kind("A full sentence about the weather today.") == "text"
+    assert text_kind("not enough information to tell", "sentiment classification") == "label"
+    assert text_kind("not enough information to tell", "rewrite") == "text"
 
 
 def test_can_follow_rules():
