@@ -252,7 +252,8 @@ class LLMClient:
         if not pending:
             return
         workers = min(self.config.concurrency, len(pending))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm")
+        try:
             futures = {pool.submit(self._call, reqs[idxs[0]]): key for key, idxs in pending.items()}
             for fut in as_completed(futures):
                 key = futures[fut]
@@ -262,6 +263,9 @@ class LLMClient:
                     results[i] = result
                     if on_result:
                         on_result(i, result)
+        finally:
+            # On cancel (SIGTERM -> exception here) drop the queued calls instead of sending them all.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _store(self, db, key: str, request: LLMRequest, outcome: _Outcome) -> LLMResult:
         call_id = record_call(

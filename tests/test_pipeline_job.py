@@ -75,3 +75,20 @@ def test_kill_and_resume_subprocess(db_path, db, tmp_path, monkeypatch):
     for path in db_path.parent.glob("coi.db*"):
         assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in (tmp_path / "logs" / f"job-{job_id}.log").read_text()
+
+
+def test_cancel_stops_the_job_promptly(db_path, db, tmp_path, monkeypatch):
+    from training.jobs import cancel
+
+    monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
+    insert_test_tasks(db)
+    with ScriptedLLMServer(responder=pipeline_responder, latency=0.2) as server:
+        llm = LLMConfig(base_url=server.base_url, model="scripted-model", concurrency=2)
+        job_id = launch_batch(db, BatchConfig(n_chains=40, llm=llm.to_dict()), llm)
+        wait_for(lambda: job_row(db_path, job_id).done >= 4)
+        job = cancel(db, job_id, grace_s=5.0)
+        sent = server.request_count
+        time.sleep(0.5)
+        assert job.status == "cancelled" and not is_alive(job.pid)
+        assert server.request_count <= sent + 2  # queued calls were dropped, not sent
+        assert sent < 100  # far from the whole batch
