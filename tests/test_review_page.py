@@ -113,3 +113,78 @@ def test_user_text_is_shown_literally(db):
     assert "<script>alert(1)</script>" in texts(at) and "**bold**" in texts(at)
     assert not any("bold" in m.value for m in at.markdown)
     assert cid
+
+
+def add_simple(db, tag: str, comp: str | None = None) -> int:
+    steps = [Step(1, f"instr {tag}", f"in {tag}", f"out {tag}", origin="llm")]
+    comp_id = upsert_composition(db, comp or f"comp-{tag}", length=1)
+    return insert_chain(db, Chain(steps=steps, composition_id=comp_id))[0]
+
+
+def current_id(at: AppTest) -> int:
+    heading = next(h.value for h in at.subheader if h.value.startswith("Chain #"))
+    return int(heading.split("#")[1].split()[0])
+
+
+def test_decisions_move_the_queue_and_undo_brings_a_decision_back(db):
+    first, second, third = (add_simple(db, t) for t in ("a", "b", "c"))
+    at = open_page()
+    assert current_id(at) == third  # newest first
+    at.button(key="accept").click().run()
+    assert get_chain(db, third).status == "accepted" and current_id(at) == second
+    at.button(key="undo").click().run()
+    assert get_chain(db, third).status == "proposed" and current_id(at) == third
+    at.button(key="skip").click().run()
+    assert current_id(at) == second and get_chain(db, third).status == "proposed"
+    at.selectbox(key="reject_tag").set_value("unsafe")
+    at.button(key="reject").click().run()
+    assert get_chain(db, second).status == "rejected" and current_id(at) == first
+    assert db.execute("SELECT decision, reason FROM reviews ORDER BY id").fetchall() == [
+        ("accept", ""),
+        ("skip", ""),
+        ("reject", "unsafe"),
+    ]
+    statuses = [(e.field, e.old, e.new) for e in chain_history(db, second) if e.field == "status"]
+    assert statuses == [("status", "proposed", "rejected")]
+
+
+def test_reject_composition_and_bulk_reject_filtered_set(db):
+    a = add_simple(db, "a", comp="shared")
+    b = add_simple(db, "b", comp="shared")
+    others = [add_simple(db, t) for t in ("c", "d")]
+    at = open_page()
+    at.selectbox(key="review_pick").set_value(b).run()
+    at.button(key="reject_composition").click().run()
+    assert {get_chain(db, c).status for c in (a, b)} == {"rejected"}
+    assert {get_chain(db, c).status for c in others} == {"proposed"}
+    at.sidebar.checkbox(key="bulk_sure").check().run()
+    at.sidebar.button(key="bulk_reject").click().run()
+    assert {get_chain(db, c).status for c in others} == {"rejected"}
+
+
+def test_double_review_shows_agreement(db):
+    ids = [add_simple(db, t) for t in ("a", "b")]
+    ann = open_page("ann")
+    ann.sidebar.toggle(key="double_review").set_value(True).run()
+    ann.button(key="accept").click().run()
+    ann.button(key="accept").click().run()
+    assert not any(h.value.startswith("Chain #") for h in ann.subheader)  # nothing left for ann
+    assert {get_chain(db, c).status for c in ids} == {"proposed"}
+    ben = open_page("ben")
+    ben.button(key="accept").click().run()
+    ben.button(key="reject").click().run()
+    assert sorted(get_chain(db, c).status for c in ids) == ["accepted", "needs_review"]
+    metrics = {m.label: m.value for m in ben.sidebar.metric}
+    assert metrics["Agreement"] == "50%"
+    assert metrics["Cohen's kappa"] == "0.00"
+
+
+def test_filters_search_and_pages(db):
+    ids = [add_simple(db, f"w{i}") for i in range(25)]
+    at = open_page()
+    assert any("1-20 of 25" in c.value for c in at.caption)
+    at.button(key="next_page").click().run()
+    assert any("21-25 of 25" in c.value for c in at.caption)
+    at.sidebar.text_input(key="search").set_value("w7").run()
+    assert current_id(at) == ids[7]
+    assert any("1-1 of 1" in c.value for c in at.caption)

@@ -5,6 +5,8 @@ All changes go through store.review (optimistic locking on the version this sess
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from app.state import db_path, init_state
@@ -83,7 +85,7 @@ def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
         for k in ("category", "verdict", "source", "reviewer")
     }
     stale = sb.selectbox("Stale steps", ["(any)", "with stale steps", "without"])
-    search = sb.text_input("Search text (or #id)")
+    search = sb.text_input("Search text (or #id)", key="search")
     sort = sb.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get)
     seed = int(sb.number_input("Seed", value=0, step=1)) if sort == "random" else 0
     return rv.QueueFilter(
@@ -121,15 +123,23 @@ def show_queue(db, f: rv.QueueFilter) -> int | None:
         for r in rows
     ]
     st.dataframe(table, hide_index=True, height=260)
-    current = ss.get("review_current")
-    index = ids.index(current) if current in ids else 0
+    if ss.get("review_current") not in ids:
+        ss["review_current"] = ids[0]
+    # The picker follows review_current (decisions and undo move it); picking sets it in a callback.
+    ss["review_pick"] = ss["review_current"]
     labels = {r.id: f"#{r.id} · {r.length} steps · {r.status}" for r in rows}
-    ss["review_current"] = st.selectbox("Open chain", ids, index=index, format_func=labels.get)
+    st.selectbox(
+        "Open chain",
+        ids,
+        format_func=labels.get,
+        key="review_pick",
+        on_change=lambda: ss.update(review_current=ss["review_pick"]),
+    )
     prev, nxt = st.columns(2)
-    if prev.button("◀ Previous page", disabled=ss["review_offset"] == 0, shortcut="Left"):
+    if prev.button("◀ Previous page", disabled=ss["review_offset"] == 0, shortcut="Left", key="prev_page"):
         ss["review_offset"] = max(0, ss["review_offset"] - PAGE_SIZE)
         st.rerun()
-    if nxt.button("Next page ▶", disabled=len(rows) < PAGE_SIZE, shortcut="Right"):
+    if nxt.button("Next page ▶", disabled=len(rows) < PAGE_SIZE, shortcut="Right", key="next_page"):
         ss["review_offset"] += PAGE_SIZE
         st.rerun()
     return ss["review_current"]
@@ -157,7 +167,9 @@ def decision_bar(chain, comp: dict | None, seen: int) -> None:
     cols = st.columns([1, 1, 1, 1, 2])
     if cols[0].button("Accept", type="primary", shortcut="A", key="accept"):
         decide(chain.id, "accept", seen)
-    tag = cols[4].selectbox("Reject reason", rv.REJECT_TAGS, format_func=lambda t: t or "(no reason)")
+    tag = cols[4].selectbox(
+        "Reject reason", rv.REJECT_TAGS, format_func=lambda t: t or "(no reason)", key="reject_tag"
+    )
     if cols[1].button("Reject", shortcut="X", key="reject"):
         decide(chain.id, "reject", seen, tag)
     if cols[2].button("Skip", shortcut="S", key="skip"):
@@ -167,7 +179,7 @@ def decision_bar(chain, comp: dict | None, seen: int) -> None:
     if (
         comp
         and comp["n_chains"] > 1
-        and st.button(f"Reject the whole composition ({comp['n_chains']} chains)")
+        and st.button(f"Reject the whole composition ({comp['n_chains']} chains)", key="reject_composition")
     ):
         if run_action(rv.reject_composition, comp["id"], reviewer=me, reason=tag):
             flash("success", f"Rejected all {comp['n_chains']} chains of composition #{comp['id']}.")
@@ -280,7 +292,7 @@ def show_chain(chain_id: int) -> None:
 
 def bulk_and_agreement(db, f: rv.QueueFilter, double: bool) -> None:
     sb = st.sidebar
-    if sb.toggle("Double review (two reviewers per chain)", value=double) != double:
+    if sb.toggle("Double review (two reviewers per chain)", value=double, key="double_review") != double:
         set_setting(db, rv.DOUBLE_REVIEW_KEY, "0" if double else "1")
         st.rerun()
     if double:
@@ -296,8 +308,8 @@ def bulk_and_agreement(db, f: rv.QueueFilter, double: bool) -> None:
             help=f"{a.pending} await a second reviewer",
         )
     with sb.expander("Bulk reject the filtered set"):
-        sure = st.checkbox("Yes, reject every chain that matches the filters")
-        if st.button("Reject all matching", disabled=not sure):
+        sure = st.checkbox("Yes, reject every chain that matches the filters", key="bulk_sure")
+        if st.button("Reject all matching", disabled=not sure, key="bulk_reject"):
             ids = rv.queue_ids(db, f)
             n = rv.reject_chains(db, ids, reviewer=me, reason="bulk reject")
             flash("success", f"Rejected {n} chains.")
@@ -309,6 +321,9 @@ with open_db(db_path()) as conn:
     is_double = rv.double_review_enabled(conn)
     counts = rv.status_counts(conn)
     queue_filter = sidebar_filter(rv.filter_choices(conn), is_double)
+    if ss.get("review_filter_was") != replace(queue_filter, exclude_ids=()):
+        ss["review_filter_was"] = replace(queue_filter, exclude_ids=())
+        ss["review_offset"] = 0  # a new filter starts at its first page
     bulk_and_agreement(conn, queue_filter, is_double)
 for col, (status, n) in zip(st.columns(len(counts)), counts.items()):
     col.metric(status.replace("_", " "), n)
