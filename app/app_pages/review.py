@@ -36,6 +36,10 @@ ss.setdefault("review_offset", 0)
 me = ss["reviewer"]
 
 
+def plural(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
 def flash(kind: str, message: str) -> None:
     ss["review_flash"] = (kind, message)
 
@@ -127,7 +131,7 @@ def show_queue(db, f: rv.QueueFilter) -> int | None:
         ss["review_current"] = ids[0]
     # The picker follows review_current (decisions and undo move it); picking sets it in a callback.
     ss["review_pick"] = ss["review_current"]
-    labels = {r.id: f"#{r.id} · {r.length} steps · {r.status}" for r in rows}
+    labels = {r.id: f"#{r.id} · {plural(r.length)} · {r.status}" for r in rows}
     st.selectbox(
         "Open chain",
         ids,
@@ -269,7 +273,7 @@ def show_chain(chain_id: int) -> None:
         history = rv.chain_history(db, chain_id)
         reviews = rv.chain_reviews(db, chain_id)
     seen = ss["review_seen"].setdefault(chain_id, chain.version)
-    st.subheader(f"Chain #{chain.id} · {chain.length} steps · {chain.status}")
+    st.subheader(f"Chain #{chain.id} · {plural(chain.length)} · {chain.status}")
     if "review_conflict" in ss:
         show_conflict(chain_id)
     elif chain.version != seen:

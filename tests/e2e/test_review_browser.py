@@ -49,6 +49,12 @@ def fill_db(path: Path) -> int:
         load_sample_data(db)
     except ImportError:  # the sample loader is optional here; the hand-made chains below suffice
         pass
+    three = [
+        Step(1, "Translate to French", "good morning", "bonjour", origin="llm"),
+        Step(2, "Uppercase it", "bonjour", "BONJOUR", origin="llm"),
+        Step(3, "Count the letters", "BONJOUR", "7", origin="llm"),
+    ]
+    insert_chain(db, Chain(steps=three, composition_id=upsert_composition(db, "e2e-three", length=3)))
     for i in range(3):
         steps = [Step(1, f"Summarize text {i}", f"input {i}", f"summary {i}", origin="llm")]
         insert_chain(db, Chain(steps=steps, composition_id=upsert_composition(db, f"e2e-{i}", length=1)))
@@ -126,6 +132,34 @@ def current_chain(page) -> str:
     return page.get_by_role("heading", name="Chain #").first.inner_text()
 
 
+def stale_flags(db_path: Path, chain_id: int) -> list[int]:
+    db = connect(db_path)
+    try:
+        return [
+            r[0]
+            for r in db.execute("SELECT stale FROM steps WHERE chain_id = ? ORDER BY position", [chain_id])
+        ]
+    finally:
+        db.conn.close()
+
+
+def edit_first_step(page, db_path: Path) -> int:
+    """Open the 3-step chain by searching its id, edit step 1 through its form; returns the chain id."""
+    db = connect(db_path)
+    chain_id = db.execute("SELECT chain_id FROM steps WHERE output = 'BONJOUR'").fetchone()[0]
+    db.conn.close()
+    search = page.get_by_label("Search text (or #id)")
+    search.fill(f"#{chain_id}")
+    search.press("Enter")
+    page.get_by_text(f"Chain #{chain_id} · 3 steps").first.wait_for(timeout=20_000)
+    page.get_by_text("Edit step 1 output").first.click()
+    box = page.get_by_label("New output").first
+    box.fill("A corrected first output, typed in the browser.")
+    page.get_by_role("button", name="Save step 1").first.click()
+    page.get_by_text("Saved step 1").first.wait_for(timeout=20_000)
+    return chain_id
+
+
 def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
@@ -161,7 +195,10 @@ def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
         assert rejected != skipped
         press(page, "x", f"Chain #{rejected}: reject.")
         page.screenshot(path=str(ARTIFACTS / "review_after.png"), full_page=True)
+        edited = edit_first_step(page, db_path)
+        page.screenshot(path=str(ARTIFACTS / "review_stale.png"), full_page=True)
         browser.close()
+    assert stale_flags(db_path, edited) == [0, 1, 1]
     final = statuses(db_path)
     assert final[nasty_id] == "accepted" and final[rejected] == "rejected" and final[skipped] == "proposed"
     assert dialogs == []
