@@ -21,6 +21,7 @@ def coi(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(COI_BIN), *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_import_export_round_trip_of_a_paper_file(tmp_path, reference_data):
     db = str(tmp_path / "cli.db")
     source = reference_data / "coi2_test.json"
@@ -43,6 +44,7 @@ def test_cli_import_export_round_trip_of_a_paper_file(tmp_path, reference_data):
     assert stats["jobs"] == {}
 
 
+@pytest.mark.slow
 def test_cli_import_tasks_with_mapping(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("q,gold\nSay hi.,hi\nSay bye.,bye\n", "utf-8")
@@ -53,6 +55,7 @@ def test_cli_import_tasks_with_mapping(tmp_path):
     assert done.stdout.startswith("tasks: 2 imported, 0 skipped as duplicates, 0 rejected")
 
 
+@pytest.mark.slow
 def test_cli_bad_input_exits_2_with_error_and_hint(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text('{"instruction": "a", "output": "b"}\nnot json\n', "utf-8")
@@ -62,6 +65,7 @@ def test_cli_bad_input_exits_2_with_error_and_hint(tmp_path):
     assert "hint: " in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_init_loads_sample_once_and_stats(tmp_path):
     db = str(tmp_path / "init.db")
     first = coi("init", "--db", db)
