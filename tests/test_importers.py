@@ -252,3 +252,15 @@ def test_preview_rows_are_short_strings(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(rows), "utf-8")
     shown = preview_rows(preview(tmp_path / "a.json"), width=100)
     assert shown == [{"instruction": "x" * 100, "output": '{"a": [1, 2]}', "n": "3"}]
+
+
+def test_folder_that_is_not_a_saved_dataset(db, tmp_path):
+    folder = tmp_path / "notds"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hello", "utf-8")
+    _bad(db, folder, "notds is not a dataset saved with save_to_disk")
+
+
+def test_unknown_format_and_missing_path(db, tmp_path):
+    _bad(db, tmp_path / "nope.jsonl", "nope.jsonl does not exist")
+    _bad(db, tmp_path / "seed.jsonl", "Unknown format 'xml'", format="xml")
