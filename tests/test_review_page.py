@@ -188,3 +188,16 @@ def test_filters_search_and_pages(db):
     at.sidebar.text_input(key="search").set_value("w7").run()
     assert current_id(at) == ids[7]
     assert any("1-1 of 1" in c.value for c in at.caption)
+
+
+def test_confirming_stale_steps_as_is_allows_accept(db):
+    cid = make_chain(db)
+    at = open_page()
+    edit_step(at, cid, 1, "corrected one")
+    at.button(key=f"c{cid}v2_2_confirm").click().run()
+    at.button(key=f"c{cid}v3_3_confirm").click().run()
+    assert not get_chain(db, cid).has_stale
+    at.button(key="accept").click().run()
+    assert get_chain(db, cid).status == "accepted"
+    fields = [(e.position, e.field, e.new) for e in chain_history(db, cid) if e.reason == "confirmed as is"]
+    assert fields == [(2, "stale", "0"), (3, "stale", "0")]

@@ -142,3 +142,13 @@ def test_datasets_page_freezes_a_version(filled):
     assert any("Version #1 created" in s.value for s in at.success)
     assert [v.name for v in list_versions(filled)] == ["first"]
     assert any("Compositions in both train and test: 0" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_hf_zip_holds_a_loadable_datasetdict(filled, tmp_path):
+    import datasets
+
+    vid = create_version(filled, SplitSpec(seed=0))
+    zipfile.ZipFile(io.BytesIO(version_zip(filled, vid, "hf"))).extractall(tmp_path / "x")
+    loaded = datasets.load_from_disk(str(tmp_path / "x"))
+    assert loaded["train"].num_rows == len(version_records(filled, vid, "train"))
