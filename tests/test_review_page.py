@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from store.chains import get_chain, insert_chain, upsert_composition
@@ -66,7 +65,6 @@ def test_edit_marks_stale_refuses_accept_then_undo_restores(db):
 
 
 def test_regenerate_with_scripted_llm_then_accept(db):
-    pytest.importorskip("pipeline.generate")
     from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
     from store.settings import set_setting
     from tests.fake_llm_server import ScriptedLLMServer
@@ -201,3 +199,25 @@ def test_confirming_stale_steps_as_is_allows_accept(db):
     assert get_chain(db, cid).status == "accepted"
     fields = [(e.position, e.field, e.new) for e in chain_history(db, cid) if e.reason == "confirmed as is"]
     assert fields == [(2, "stale", "0"), (3, "stale", "0")]
+
+
+def test_regenerate_discard_keeps_old_output_stale(db):
+    from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
+    from store.settings import set_setting
+    from tests.fake_llm_server import ScriptedLLMServer
+
+    cid = make_chain(db)
+    with ScriptedLLMServer(latency=0) as server:
+        server.enqueue("new two", "new three")
+        set_setting(db, SETTING_BASE_URL, server.base_url)
+        set_setting(db, SETTING_MODEL, "scripted")
+        at = open_page()
+        edit_step(at, cid, 1, "corrected one")
+        at.button(key="regen").click().run()
+    at.checkbox(key="keep_2").uncheck()
+    at.button(key="apply_regen").click().run()
+    chain = get_chain(db, cid)
+    assert chain.outputs == ["corrected one", "out two", "new three"]
+    assert [s.stale for s in chain.steps] == [False, True, True]  # step 3 was made from the discarded input
+    at.button(key="accept").click().run()
+    assert any("stale" in e.value for e in at.error)
