@@ -137,3 +137,32 @@ def step_diff(old: str, new: str, *, title: str = "") -> None:
         st.code(diff, language="diff", wrap_lines=True)
     else:
         st.caption("No change.")
+
+
+def proposals_review(proposals: list) -> dict[int, bool]:
+    """Each regenerated output as a diff with a keep checkbox; returns position -> keep."""
+    keep = {}
+    for p in proposals:
+        step_diff(p.old_output, p.new_output, title=f"Step {p.position}")
+        if p.error:
+            st.error(f"Step {p.position}: the LLM call failed; the old output stays.")
+            plain_text(p.error)
+        keep[p.position] = st.checkbox(
+            f"Keep the new output of step {p.position}", value=not p.error, key=f"keep_{p.position}"
+        )
+    return keep
+
+
+def changes_view(changes: list) -> None:
+    """Who changed which field of a chain, with the new value shown literally (edit rows)."""
+    for edit in changes:
+        where = f"step {edit.position} " if edit.position else ""
+        st.text(f"{edit.author or 'someone'} changed {where}{edit.field} at {edit.at[:19]}:")
+        plain_text(edit.new or "")
+
+
+def history_view(history: list, reviews: list[dict]) -> None:
+    """A chain's edit log and decisions (tables render text literally)."""
+    with st.expander(f"History ({len(history)} edits, {len(reviews)} decisions)"):
+        st.dataframe([vars(e) for e in history], hide_index=True)
+        st.dataframe(reviews, hide_index=True)

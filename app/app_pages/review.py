@@ -10,7 +10,7 @@ from dataclasses import replace
 import streamlit as st
 
 from app.state import db_path, init_state
-from app.widgets import chain_view, plain_text, show_error, step_diff, verdict_box
+from app.widgets import chain_view, changes_view, history_view, proposals_review, show_error, verdict_box
 from store import review as rv
 from store.agreement import agreement
 from store.chains import get_chain
@@ -152,10 +152,7 @@ def show_queue(db, f: rv.QueueFilter) -> int | None:
 def show_conflict(chain_id: int) -> None:
     exc: rv.ConflictError = ss["review_conflict"]
     show_error(exc)
-    for edit in exc.changes:
-        where = f"step {edit.position} " if edit.position else ""
-        st.text(f"{edit.author or 'someone'} changed {where}{edit.field} at {edit.at}:")
-        plain_text(edit.new or "")
+    changes_view(exc.changes)
     if st.button("Reload chain", type="primary", key="reload_conflict"):
         reload(chain_id)
 
@@ -220,14 +217,7 @@ def regenerate(chain) -> None:
 
 def show_proposals(chain, seen: int) -> None:
     st.subheader("Regenerated outputs: keep or discard each")
-    keep = {}
-    for p in ss["review_proposals"]["items"]:
-        step_diff(p.old_output, p.new_output, title=f"Step {p.position}")
-        if p.error:
-            st.error(f"Step {p.position}: the LLM call failed ({p.error}); the old output stays.")
-        keep[p.position] = st.checkbox(
-            f"Keep the new output of step {p.position}", value=not p.error, key=f"keep_{p.position}"
-        )
+    keep = proposals_review(ss["review_proposals"]["items"])
     left, right = st.columns(2)
     if left.button("Apply", type="primary", key="apply_regen"):
         items = ss["review_proposals"]["items"]
@@ -274,6 +264,8 @@ def show_chain(chain_id: int) -> None:
         reviews = rv.chain_reviews(db, chain_id)
     seen = ss["review_seen"].setdefault(chain_id, chain.version)
     st.subheader(f"Chain #{chain.id} · {plural(chain.length)} · {chain.status}")
+    if "review_conflict" in ss and ss["review_conflict"].chain_id != chain_id:
+        ss.pop("review_conflict")  # it was about a chain no longer on screen
     if "review_conflict" in ss:
         show_conflict(chain_id)
     elif chain.version != seen:
@@ -289,9 +281,7 @@ def show_chain(chain_id: int) -> None:
     action = chain_view(chain, key=f"c{chain.id}v{seen}")
     if action:
         on_step_action(chain, action, seen)
-    with st.expander(f"History ({len(history)} edits, {len(reviews)} decisions)"):
-        st.dataframe([vars(e) for e in history], hide_index=True)
-        st.dataframe(reviews, hide_index=True)
+    history_view(history, reviews)
 
 
 def bulk_and_agreement(db, f: rv.QueueFilter, double: bool) -> None:
