@@ -11,6 +11,10 @@ Both make one pass over the same examples (batch 4) with the same base model (th
 Throughput is real tokens (prompt + response, no padding) per second of ``trainer.train()``.
 Usage: .venv/bin/python bench/train.py [--examples 16] [--model gemma-3-270m]
 Last line: RESULT ratio=<x> ours_tok_s=<n> base_tok_s=<n>
+
+``--curve loss.png [--curve-steps 30]`` instead runs a real training job (the same path as the
+Train page: queue -> ``python -m training.run``) on the sample chains in a temporary database and
+saves the page's loss chart (app/charts.py) as a PNG through headless chromium (Playwright).
 """
 
 from __future__ import annotations
@@ -97,13 +101,67 @@ def measure(mode: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def loss_curve(png: Path, steps: int, model: str) -> None:
+    """A real short run on the sample data, its loss chart screenshotted to ``png``."""
+    import os
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="coi-curve-"))
+    os.environ["COI_DB"] = str(work / "coi.db")
+    from app.charts import loss_figure
+    from store.db import connect
+    from store.jobs import get_job, get_metrics
+    from store.sample import load_sample_data
+    from store.versions import SplitSpec, create_version
+    from training import queue
+    from training.config import preset
+
+    db = connect()
+    load_sample_data(db)
+    version = create_version(db, SplitSpec(test_fraction=0.2), name="sample")
+    cfg = preset("quick", base_model=model, dataset_version=version, max_steps=steps, logging_steps=1)
+    job_id = queue.submit(db, cfg.replace(save_steps=max(steps // 3, 1), eval_fraction=0.15))
+    print(f"training job #{job_id} on the sample chains (log: {get_job(db, job_id).log_path})")
+    while get_job(db, job_id).active:
+        time.sleep(2)
+        print(get_job(db, job_id).message, flush=True)
+    job = get_job(db, job_id)
+    if job.status != "succeeded":
+        sys.exit(f"training {job.status}: {job.error}")
+    html = work / "loss.html"
+    loss_figure(
+        get_metrics(db, job_id), title=f"LoRA on {len(cfg.train_lengths)} chain lengths, {model}"
+    ).write_html(html, include_plotlyjs=True)
+    _screenshot(html, png)
+    print(f"saved {png}")
+
+
+def _screenshot(html: Path, png: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 900, "height": 330})
+        page.goto(html.as_uri())
+        page.wait_for_selector(".main-svg")
+        page.screenshot(path=str(png))
+        browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=16, help="Chains in the pass (batch size 4).")
     parser.add_argument("--model", default="gemma-3-270m", help="Base model (registry name, HF id or path).")
     parser.add_argument("--max-len", type=int, default=512)
     parser.add_argument("--child", choices=["ours", "base"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--curve", type=Path, help="Instead: a real short run's loss chart saved as this PNG."
+    )
+    parser.add_argument("--curve-steps", type=int, default=30)
     args = parser.parse_args()
+    if args.curve:
+        loss_curve(args.curve.resolve(), args.curve_steps, args.model)
+        return
     if args.child:
         print(json.dumps(child(args.child, args.examples, args.model, args.max_len)))
         return

@@ -134,3 +134,26 @@ def test_coi_train_wait_runs_headless_to_the_end(db, version, tiny_model_dir, db
     argv += ["--max-seq-len", "128", "--batch-size", "2", "--wait", "--db", str(db_path)]
     assert main(argv) == 0
     assert "succeeded: adapter at" in capsys.readouterr().out
+
+
+def test_multi_gpu_runs_launch_through_accelerate():
+    import subprocess
+
+    assert queue.accelerate_launcher(0) is None and queue.accelerate_launcher(1) is None
+    prefix = queue.accelerate_launcher(4)
+    assert prefix[1:3] == ["-m", "accelerate.commands.launch"] and prefix[3:5] == ["--num_processes", "4"]
+    # The prefix is a working accelerate CLI (launch() appends `-m training.run --job ID`).
+    out = subprocess.run([*prefix, "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Accelerate launch command" in out.stdout
+
+
+def test_gpus_asked_for_on_a_machine_without_cuda_is_a_plain_error(monkeypatch):
+    import torch
+
+    from store.errors import CoiError
+    from training.run import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("auto", 0) == "fp32"
+    with pytest.raises(CoiError, match="CUDA is missing"):
+        resolve_precision("auto", 2)
