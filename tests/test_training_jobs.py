@@ -157,3 +157,19 @@ def test_gpus_asked_for_on_a_machine_without_cuda_is_a_plain_error(monkeypatch):
     assert resolve_precision("auto", 0) == "fp32"
     with pytest.raises(CoiError, match="CUDA is missing"):
         resolve_precision("auto", 2)
+
+
+def test_failure_reasons_in_plain_words():
+    header = (
+        '[01:00:00] Training job 1 (rank 0), config:\n{"lora_r": 8}\n[01:00:05] 4/5 training -> runs/job-1\n'
+    )
+    assert jobs.explain_failure(header).startswith("The process ended unexpectedly")
+    assert jobs.explain_failure(header + "torch.OutOfMemoryError: CUDA out of memory").startswith(
+        "Out of memory"
+    )
+    assert jobs.explain_failure(header + "CoiError: CUDA is missing: num_gpus > 0").startswith(
+        "CUDA is missing"
+    )
+    assert jobs.explain_failure(header + "CoiError: Bad training config: lora_r").startswith(
+        "Bad configuration"
+    )

@@ -185,11 +185,18 @@ _REASONS = [
         "Out of memory: lower the batch size or the max sequence length, or enable gradient checkpointing.",
     ),
     (
-        ("Torch not compiled with CUDA", "no CUDA GPUs are available", "CUDA driver", "NVIDIA driver"),
+        (
+            "Torch not compiled with CUDA",
+            "no CUDA GPUs are available",
+            "CUDA driver",
+            "NVIDIA driver",
+            "CUDA is missing",
+        ),
         "CUDA is missing: this machine has no usable GPU; set the number of GPUs to 0 to train on the CPU.",
     ),
     (
-        ("CoiError", "ValueError", "KeyError", "TypeError", "config"),
+        # Exception names only: a bare "config" would match every training log (it prints its config first).
+        ("CoiError", "ValueError", "KeyError", "TypeError", "Bad training config"),
         "Bad configuration: see the log tail for the field at fault.",
     ),
 ]
