@@ -154,7 +154,9 @@ def edit_first_step(page, db_path: Path) -> int:
     page.get_by_text(f"Chain #{chain_id} · 3 steps").first.wait_for(timeout=20_000)
     page.get_by_text("Edit step 1 output").first.click()
     box = page.get_by_label("New output").first
-    box.fill("A corrected first output, typed in the browser.")
+    # Typed key by key: the shortcut letters (a, x, s, u) must go into the text, not trigger decisions.
+    box.fill("")
+    box.press_sequentially("Typed: a x s u, corrected.")
     page.get_by_role("button", name="Save step 1").first.click()
     page.get_by_text("Saved step 1").first.wait_for(timeout=20_000)
     return chain_id
@@ -199,6 +201,12 @@ def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
         page.screenshot(path=str(ARTIFACTS / "review_stale.png"), full_page=True)
         browser.close()
     assert stale_flags(db_path, edited) == [0, 1, 1]
+    assert statuses(db_path)[edited] == "proposed"
+    db = connect(db_path)
+    assert db.execute("SELECT output FROM steps WHERE chain_id = ? AND position = 1", [edited]).fetchone()[
+        0
+    ] == ("Typed: a x s u, corrected.")
+    db.conn.close()
     final = statuses(db_path)
     assert final[nasty_id] == "accepted" and final[rejected] == "rejected" and final[skipped] == "proposed"
     assert dialogs == []
