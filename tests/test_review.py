@@ -238,3 +238,34 @@ def test_kappa_against_hand_computed_values():
     assert percent_agreement(pairs) == pytest.approx(0.7)
     assert cohens_kappa([("y", "n"), ("n", "y")]) == pytest.approx(-1.0)
     assert cohens_kappa([("y", "y")]) is None and cohens_kappa([]) is None
+
+
+def test_concurrent_saves_from_separate_connections_one_wins(db, db_path):
+    import threading
+
+    from store.db import connect
+
+    cid = make_chain(db)
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def reviewer(name: str) -> None:
+        conn = connect(db_path)
+        try:
+            barrier.wait()
+            save_step_output(conn, cid, 2, f"text by {name}", author=name, expected_version=1)
+            outcomes.append("saved")
+        except ConflictError:
+            outcomes.append("conflict")
+        finally:
+            conn.conn.close()
+
+    threads = [threading.Thread(target=reviewer, args=(f"r{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict"] * 5 + ["saved"]
+    saved = [e for e in chain_history(db, cid) if e.field == "output"]
+    assert len(saved) == 1 and get_chain(db, cid).steps[1].output == saved[0].new
+    assert get_chain(db, cid).version == 2
