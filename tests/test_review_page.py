@@ -221,3 +221,12 @@ def test_regenerate_discard_keeps_old_output_stale(db):
     assert [s.stale for s in chain.steps] == [False, True, True]  # step 3 was made from the discarded input
     at.button(key="accept").click().run()
     assert any("stale" in e.value for e in at.error)
+
+
+def test_reviewer_name_is_per_session(db):
+    cid = add_simple(db, "n")
+    at = open_page("alice")
+    at.sidebar.text_input(key="review_name").set_value("zoe").run()
+    at.button(key="accept").click().run()
+    assert db.execute("SELECT reviewer FROM reviews").fetchall() == [("zoe",)]
+    assert get_chain(db, cid).reviewer == "zoe"

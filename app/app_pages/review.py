@@ -81,7 +81,13 @@ def undo(current_id: int, seen: int) -> None:
 
 def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
     sb = st.sidebar
-    sb.text(f"Reviewing as: {me}")
+    # Each browser session names its reviewer (several annotators can share one server and database).
+    name = sb.text_input(
+        "Reviewing as", value=me, key="review_name", help="Recorded on every edit and decision"
+    )
+    if name.strip() and name.strip() != me:
+        ss["reviewer"] = name.strip()
+        st.rerun()
     statuses = sb.multiselect("Status", CHAIN_STATUSES, default=list(rv.OPEN_STATUSES))
     lengths = sb.multiselect("Chain length", choices["length"])
     pick = {
