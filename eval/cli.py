@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from eval.config import EvalConfig, help_of
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `coi eval` to the `coi` parser."""
     p = subparsers.add_parser("eval", help="Evaluate a base model or a trained adapter on a test split.")
+    p.add_argument("--db", help="Database file (default: $COI_DB or data/coi.db).")
     p.add_argument("--version", type=int, help=help_of("version"))
     p.add_argument("--model", help=help_of("model"))
     p.add_argument("--adapter-job", type=int, help=help_of("adapter_job"))
@@ -62,6 +64,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from eval.run import submit_eval
     from store.db import open_db
 
+    if args.db:  # the job process and the report folder follow the same database
+        os.environ["COI_DB"] = args.db
     with open_db() as db:
         if args.report is not None:
             return write_run_report(db, args.report, args.out, args.compare, args.threshold)
