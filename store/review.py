@@ -314,9 +314,12 @@ def apply_regeneration(
     for pos in sorted(steps):
         prop = next((p for p in proposals if p.position == pos), None)
         input_text = steps[pos][1] if carried is None else carried
-        if carried is not None:
+        input_changed = input_text != steps[pos][1]
+        if input_changed:
             changes.append(Change("input", input_text, pos))
         if prop is None or not keep.get(pos) or prop.error:
+            if input_changed:  # its old output was not made from this new input
+                changes.append(Change("stale", "1", pos))
             carried = None  # the output is unchanged, so the next step's input already matches it
             continue
         changes += [Change("output", prop.new_output, pos), Change("origin", "llm", pos)]

@@ -269,3 +269,16 @@ def test_concurrent_saves_from_separate_connections_one_wins(db, db_path):
     saved = [e for e in chain_history(db, cid) if e.field == "output"]
     assert len(saved) == 1 and get_chain(db, cid).steps[1].output == saved[0].new
     assert get_chain(db, cid).version == 2
+
+
+def test_a_confirmed_middle_step_goes_stale_again_when_its_input_is_regenerated(db):
+    cid = make_chain(db, n=4)
+    v = save_step_output(db, cid, 1, "X", author="a", expected_version=1)
+    v = confirm_step(db, cid, 3, author="a", expected_version=v)
+    proposals = propose_regeneration(get_chain(db, cid), lambda i, t: FakeResult(f"g({t})"))
+    assert [p.position for p in proposals] == [2, 4]
+    assert proposals[1].input == "a-out3"  # a fresh step's output carries on unchanged
+    apply_regeneration(db, cid, proposals, {2: True, 4: True}, author="a", expected_version=v)
+    chain = get_chain(db, cid)
+    assert chain.steps[2].input == "g(X)" and chain.steps[2].stale  # its input changed under it
+    assert [s.stale for s in chain.steps] == [False, False, True, False]
