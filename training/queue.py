@@ -67,7 +67,11 @@ def accelerate_launcher(num_gpus: int) -> list[str] | None:
 def start(db: sqlite_utils.Database, job_id: int) -> int:
     """Launch a claimed job's process; returns its pid."""
     cfg = TrainConfig.from_dict(get_job(db, job_id).config)
-    env = {"CUDA_VISIBLE_DEVICES": ""} if cfg.num_gpus == 0 else {}
+    env = {}
+    if cfg.num_gpus == 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif "CUDA_VISIBLE_DEVICES" not in os.environ:  # else the Trainer would DataParallel over every GPU
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(cfg.num_gpus)))
     return jobs.launch(db, job_id, MODULE, launcher=accelerate_launcher(cfg.num_gpus), env=env)
 
 

@@ -77,9 +77,10 @@ def no_version_yet() -> None:
 
 
 def watched_job(db) -> Job | None:
+    """The job this session started or picked, else the running/newest one (re-attaches after a restart)."""
+    queue.pump_queue(db)  # marks dead runs failed and starts the next queued job
     job_id = ss.get("train_watch")
     if job_id:
-        queue.refresh_running(db)
         return get_job(db, job_id)
     return queue.current_job(db)
 
