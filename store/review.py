@@ -152,18 +152,33 @@ def apply_changes(
     """Apply field changes to a chain in one transaction, with an edits row per changed field.
 
     Returns:
-        The chain's new version.
+        The chain's new version (``expected_version`` itself when nothing actually changed: then the
+        transaction is rolled back, so other reviewers see no phantom change).
 
     Raises:
         ConflictError: if the chain's version is no longer ``expected_version``.
     """
+    try:
+        return _apply(db, chain_id, changes, author, expected_version, reason, undoes)
+    except _NothingChanged:
+        return expected_version
+
+
+class _NothingChanged(Exception):
+    pass
+
+
+def _apply(db, chain_id, changes, author, expected_version, reason, undoes) -> int:
     now = utcnow()
     with db.atomic():
+        # The version bump comes first: it takes the write lock, so the reads below are current.
         version = _bump_version(db, chain_id, expected_version)
+        written = 0
         for change in changes:
             old = _read_field(db, chain_id, change)
             if old == change.new:
                 continue
+            written += 1
             _write_field(db, chain_id, change)
             db.execute(
                 """INSERT INTO edits (chain_id, position, field, old, new, author, reason, at, version, undoes)
@@ -181,6 +196,8 @@ def apply_changes(
                     undoes,
                 ],
             )
+        if not written:
+            raise _NothingChanged  # rolls the version bump back
     return version
 
 
@@ -212,6 +229,12 @@ def save_step_output(
     steps = _step_rows(db, chain_id)
     if not any(s[0] == position for s in steps):
         raise CoiError(f"Chain #{chain_id} has no step {position}", "Reload the chain.")
+    if next(s[2] for s in steps if s[0] == position) == new_output:
+        # Unchanged text: at most a confirmation of a stale step; origin and later steps stay as they are.
+        changes = [Change("stale", "0", position)]
+        return apply_changes(
+            db, chain_id, changes, author=author, expected_version=expected_version, reason=reason
+        )
     changes = [
         Change("output", new_output, position),
         Change("origin", "human", position),

@@ -282,3 +282,9 @@ def test_a_confirmed_middle_step_goes_stale_again_when_its_input_is_regenerated(
     chain = get_chain(db, cid)
     assert chain.steps[2].input == "g(X)" and chain.steps[2].stale  # its input changed under it
     assert [s.stale for s in chain.steps] == [False, False, True, False]
+
+
+def test_saving_the_same_text_changes_nothing(db):
+    cid = make_chain(db)
+    assert save_step_output(db, cid, 3, "a-out3", author="a", expected_version=1) == 1
+    assert get_chain(db, cid).version == 1 and chain_history(db, cid) == []

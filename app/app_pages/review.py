@@ -240,6 +240,10 @@ def show_proposals(chain, seen: int) -> None:
 
 
 def on_step_action(chain, action, seen: int) -> None:
+    step = chain.steps[action.position - 1]
+    if action.kind == "save" and action.text == step.output and not step.stale:
+        flash("info", f"Step {action.position} is unchanged; nothing saved.")
+        st.rerun()
     if action.kind == "save":
         ok = change(
             rv.save_step_output,
@@ -250,7 +254,12 @@ def on_step_action(chain, action, seen: int) -> None:
             expected_version=seen,
             reason=action.reason,
         )
-        message = f"Saved step {action.position}; the later steps are stale until regenerated or confirmed."
+        later = (
+            " The later steps are stale until regenerated or confirmed."
+            if action.position < chain.length
+            else ""
+        )
+        message = f"Saved step {action.position}.{later}"
     else:
         ok = change(rv.confirm_step, chain.id, action.position, author=me, expected_version=seen)
         message = f"Step {action.position} confirmed as is."
