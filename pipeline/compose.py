@@ -74,12 +74,29 @@ def input_kind(task: Task) -> str | None:
     return text_kind(task.input, task.category)
 
 
+_WANTS_NUMBERS = re.compile(r"\b(numbers?|dates?|prices?|amounts?|years?|digits?|sum|total)\b", re.I)
+_WANTS_LIST = re.compile(r"\b(list|items|names|words)\b", re.I)
+
+
+def _is_list(text: str) -> bool:
+    s = (text or "").strip()
+    return s.count(",") >= 2 or s.count("\n") >= 2 or s.count(";") >= 2
+
+
+def fits_content(a: Task, b: Task) -> bool:
+    """B asks for numbers or a list (its instruction says so and its own input has them): A's output must too."""
+    inp, out = b.input or "", a.output or ""
+    if _WANTS_NUMBERS.search(b.instruction) and re.search(r"\d", inp) and not re.search(r"\d", out):
+        return False
+    return not (_WANTS_LIST.search(b.instruction) and _is_list(inp) and not _is_list(out))
+
+
 def can_follow(a: Task, b: Task) -> bool:
-    """Cheap filter: may B run on A's output? (different tasks, and A's output kind fits B's input)."""
+    """Cheap filter: may B run on A's output? (different tasks, A's output kind and content fit B's input)."""
     if a.id == b.id or a.instruction.strip() == b.instruction.strip():
         return False
     need = input_kind(b)
-    return need is not None and output_kind(a) in ACCEPTS[need]
+    return need is not None and output_kind(a) in ACCEPTS[need] and fits_content(a, b)
 
 
 def candidate_pairs(tasks: list[Task], limit: int, rng: random.Random) -> list[tuple[Task, Task]]:
@@ -159,34 +176,37 @@ class Proposal:
         return [t.id for t in self.tasks]
 
 
-def extend(accepted: list[PairVerdict], length: int, limit: int, rng: random.Random) -> list[Proposal]:
-    """Chains of ``length`` (3-5) whose every adjacent pair was accepted and whose tasks are distinct."""
-    nexts: dict[int, list[PairVerdict]] = {}
-    for pv in accepted:
-        nexts.setdefault(pv.a.id, []).append(pv)
-    paths = [[pv] for pv in accepted]
-    for _ in range(length - 2):
-        grown = []
-        for path in paths:
-            used = {path[0].a.id, *(p.b.id for p in path)}
-            grown += [[*path, nxt] for nxt in nexts.get(path[-1].b.id, []) if nxt.b.id not in used]
-        rng.shuffle(grown)
-        paths = grown[: limit * 20]  # bound the growth on dense graphs
-    out = []
-    for path in paths[:limit]:
-        tasks = [path[0].a] + [p.b for p in path]
-        conf = [p.verdict.confidence for p in path if p.verdict.confidence is not None]
-        out.append(
-            Proposal(
-                tasks,
-                "yes",
-                "every adjacent pair was accepted by the checker",
-                min(conf) if conf else None,
-                None,
-                [p.llm_call_id for p in path if p.llm_call_id],
-            )
-        )
-    return out
+Path = list[PairVerdict]  # accepted adjacent pairs, each one's b is the next one's a
+
+
+def extension_candidates(
+    paths: list[Path], tasks: list[Task], limit: int, rng: random.Random, per_path: int = 2
+) -> list[tuple[Path, Task]]:
+    """Up to ``limit`` (path, next task) candidates that pass the cheap filter (no task repeats)."""
+    out: list[tuple[Path, Task]] = []
+    for path in paths:
+        used = {path[0].a.id, *(p.b.id for p in path)}
+        tail = path[-1].b
+        options = [c for c in tasks if c.id not in used and can_follow(tail, c)]
+        rng.shuffle(options)
+        out += [(path, c) for c in options[:per_path]]
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def path_proposal(path: Path) -> Proposal:
+    """A chain of 3+ tasks: admitted because every adjacent pair got a 'yes'."""
+    tasks = [path[0].a] + [p.b for p in path]
+    conf = [p.verdict.confidence for p in path if p.verdict.confidence is not None]
+    return Proposal(
+        tasks,
+        "yes",
+        "every adjacent pair was accepted by the checker",
+        min(conf) if conf else None,
+        None,
+        [p.llm_call_id for p in path if p.llm_call_id],
+    )
 
 
 def pair_proposal(pv: PairVerdict) -> Proposal:

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import sqlite_utils
 
-from pipeline.compose import Proposal, candidate_pairs, check_pairs, extend, pair_proposal
+from pipeline.compose import (
+    PairVerdict,
+    Proposal,
+    candidate_pairs,
+    check_pairs,
+    extension_candidates,
+    pair_proposal,
+    path_proposal,
+)
 from pipeline.embedded import llm_endpoint
 from pipeline.generate import chain_key, generate_chains, save_draft, store_composition
 from pipeline.llm import LLMClient, LLMConfig
@@ -136,32 +144,48 @@ def _summarize(db, client, tasks, report, counter) -> None:
 
 
 def _compose(db, client, tasks, batch, rng, report, counter) -> list[Proposal]:
-    n_pairs = max(batch.n_chains, int(batch.n_chains * batch.pair_factor))
-    pairs = candidate_pairs(tasks, n_pairs, rng)
-    counter.start("checking pairs", len(pairs))
+    """Pairs first; then extend accepted chains one checked link at a time up to the longest length."""
+    want = _per_length(batch)
+    need_pairs = sum(want.values())  # every longer chain starts from an accepted pair
+    pairs = candidate_pairs(tasks, max(need_pairs, int(need_pairs * batch.pair_factor)), rng)
+    paths = [[pv] for pv in _check(db, client, pairs, "checking pairs", report, counter)]
+    proposals = [pair_proposal(p[0]) for p in paths[: want.get(2, 0)]]
+    for length in range(3, max(batch.lengths) + 1):
+        need = sum(n for k, n in want.items() if k >= length)
+        cands = extension_candidates(paths, tasks, max(need, int(need * batch.pair_factor)), rng)
+        links = _check(
+            db,
+            client,
+            [(p[-1].b, c) for p, c in cands],
+            f"checking links for length {length}",
+            report,
+            counter,
+        )
+        accepted = {(pv.a.id, pv.b.id): pv for pv in links}
+        paths = [[*p, accepted[(p[-1].b.id, c.id)]] for p, c in cands if (p[-1].b.id, c.id) in accepted]
+        proposals += [path_proposal(p) for p in paths[: want.get(length, 0)]]
+    return proposals
+
+
+def _check(db, client, pairs, phase: str, report, counter) -> list[PairVerdict]:
+    """Check pairs with the LLM, store every verdict on its composition, return the accepted ones."""
+    counter.start(phase, len(pairs))
     verdicts = check_pairs(client, pairs, on_result=counter.on_result)
-    report.pairs_checked = len(verdicts)
+    report.pairs_checked += len(verdicts)
     for pv in verdicts:
         report.verdicts[pv.verdict.verdict] = report.verdicts.get(pv.verdict.verdict, 0) + 1
         store_composition(db, pair_proposal(pv))
         if pv.error:
             report.error(f"check tasks {pv.a.id}->{pv.b.id}", pv.error)
-    accepted = [pv for pv in verdicts if pv.verdict.verdict == "yes"]
-    return _pick(accepted, batch, rng)
+    return [pv for pv in verdicts if pv.verdict.verdict == "yes"]
 
 
-def _pick(accepted, batch: BatchConfig, rng: random.Random) -> list[Proposal]:
-    """Spread the wanted number of chains over the lengths asked for (round robin)."""
+def _per_length(batch: BatchConfig) -> dict[int, int]:
+    """The wanted number of chains spread over the lengths asked for (round robin)."""
     per_length = {n: batch.n_chains // len(batch.lengths) for n in batch.lengths}
     for n in sorted(batch.lengths)[: batch.n_chains % len(batch.lengths)]:
         per_length[n] += 1
-    out: list[Proposal] = []
-    for length in sorted(batch.lengths):
-        if length == 2:
-            out += [pair_proposal(pv) for pv in accepted[: per_length[2]]]
-        else:
-            out += extend(accepted, length, per_length[length], rng)
-    return out
+    return per_length
 
 
 def _generate(db, client, proposals, report, counter, *, job_id) -> None:

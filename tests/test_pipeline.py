@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pipeline.compose import can_follow, candidate_pairs, extend, text_kind
+from pipeline.compose import can_follow, candidate_pairs, text_kind
 from pipeline.generate import generate_output
 from pipeline.llm import LLMClient, LLMConfig
 from pipeline.prompts import (
@@ -107,18 +107,38 @@ def test_can_follow_rules():
     assert not can_follow(para, noinput)  # a task without input can only start a chain
 
 
-def test_extend_builds_distinct_longer_chains():
-    from pipeline.compose import PairVerdict
+def test_content_filter_numbers_and_lists():
+    headline = Task(
+        id=1, instruction="Write a headline.", input="Some news text here.", output="Hikers Found Safe Today"
+    )
+    dates = Task(
+        id=2,
+        instruction="Sort the dates in order.",
+        input="3 May 2020, 1 Jan 2019, 5 June 2021",
+        output="1 Jan 2019, 3 May 2020, 5 June 2021",
+    )
+    names = Task(
+        id=3,
+        instruction="Sort the list alphabetically.",
+        input="Zoe, Adam, Mia, Liam",
+        output="Adam, Liam, Mia, Zoe",
+    )
+    assert not can_follow(headline, dates) and not can_follow(headline, names)
+    assert can_follow(names, dates) is False  # a list of names has no numbers
+    assert can_follow(dates, names)  # a list of dates is a list
+
+
+def test_extension_candidates_never_repeat_a_task():
+    from pipeline.compose import PairVerdict, extension_candidates
     from pipeline.prompts import Verdict
 
     ts = [Task(id=i, instruction=f"t{i}", input="x y z w.", output="a b c d.") for i in range(4)]
-    yes = Verdict("yes", "", 1.0)
-    edges = [PairVerdict(ts[a], ts[b], yes) for a in range(4) for b in range(4) if a != b]
-    for length in (3, 4):
-        props = extend(edges, length, 5, random.Random(0))
-        assert len(props) == 5
-        assert all(len(p.tasks) == length and len(set(p.task_ids)) == length for p in props)
-    assert extend(edges, 5, 5, random.Random(0)) == []  # only 4 distinct tasks
+    path = [
+        PairVerdict(ts[0], ts[1], Verdict("yes", "", 1.0)),
+        PairVerdict(ts[1], ts[2], Verdict("yes", "", 1.0)),
+    ]
+    cands = extension_candidates([path], ts, 10, random.Random(0))
+    assert [c.id for _, c in cands] == [3]
 
 
 def test_candidate_pairs_are_seeded_and_filtered(db):
@@ -155,6 +175,19 @@ def test_batch_makes_proposed_chains_with_gold_then_llm_steps(server, db_path, d
         assert step.input == prev.output and step.output.startswith("Rewritten:") and step.llm_call_id
     lengths = sorted(get_chain(db, i).length for i in range(1, 7))
     assert lengths == [2, 2, 2, 3, 3, 3]
+    assert report.pairs_checked == 6 * 3 + 3 * 3  # pairs first (pair_factor 3), then one checked link each
+
+
+def test_longer_chains_check_each_new_link(server, db_path, db):
+    insert_test_tasks(db)
+    report = run_batch(
+        db, client_for(server, db_path), BatchConfig(n_chains=4, lengths=(4, 5), pair_factor=1.0)
+    )
+    assert report.chains_added == 4 and report.pairs_checked == 4 + 4 + 4 + 2
+    chains = [get_chain(db, i) for i in range(1, 5)]
+    assert sorted(c.length for c in chains) == [4, 4, 5, 5]
+    for c in chains:
+        assert len({s.task_id for s in c.steps}) == c.length
     assert all(
         t.short_instruction.startswith("Rewrite the paragraph in style ") for t in select_tasks(db)[:8]
     )
