@@ -1,6 +1,10 @@
 """Review page: the queue, one chain at a time, edits, regeneration, decisions, history and agreement.
 
-All changes go through store.review (optimistic locking on the version this session loaded).
+Layout: filters in the sidebar, the queue page (table + picker) on the left, the open chain on the right
+with its decision bar on top (Accept A, Reject X, Skip S, Undo U, Regenerate G; R is reserved by
+Streamlit). A decision moves straight to the next chain; Undo reverts this session's last change even
+after the queue moved on. All changes go through store.review, with optimistic locking on the version
+this session loaded, so a concurrent change shows as a conflict with the other reviewer's edit.
 """
 
 from __future__ import annotations
