@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.charts import loss_figure, metric_series
@@ -63,6 +64,7 @@ def test_start_then_progress_appears_then_cancel(db, tiny_model_dir, monkeypatch
     assert at.button(key="train_resume")  # a cancelled run can resume
 
 
+@pytest.mark.slow
 def test_a_restarted_app_reattaches_to_the_running_job(db, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("COI_TRAIN_STEP_SLEEP", "0.3")
     version = make_version(db)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from store.jobs import get_job, get_metrics
+from store.jobs import get_job, get_metrics, list_jobs
 from tests.training_helpers import make_version, tiny_config, wait_for
 from training import jobs, queue
 from training.cli import build_config
@@ -50,16 +50,7 @@ def test_a_job_trains_logs_metrics_and_saves_an_adapter_that_changes_the_model(d
     assert (tuned - before).abs().max() > 1e-6
 
 
-def test_one_training_job_at_a_time_and_the_next_starts_when_it_ends(db, version, tiny_model_dir):
-    first = queue.submit(db, tiny_config(tiny_model_dir, version, max_steps=2))
-    second = queue.submit(db, tiny_config(tiny_model_dir, version, max_steps=2, seed=1))
-    assert get_job(db, second).status == "queued"
-    # The first job's process pumps the queue as it ends; nobody else does here.
-    job = wait_for(db, second, _done, timeout=180)
-    assert job.status == "succeeded" and get_job(db, first).status == "succeeded"
-    assert get_job(db, first).ended_at <= job.started_at
-
-
+@pytest.mark.slow
 def test_cancel_mid_run_kills_the_process_group(db, version, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("COI_TRAIN_STEP_SLEEP", "0.3")
     job_id = queue.submit(db, tiny_config(tiny_model_dir, version, max_steps=500))
@@ -70,6 +61,7 @@ def test_cancel_mid_run_kills_the_process_group(db, version, tiny_model_dir, mon
     assert not jobs.group_alive(job.pid)
 
 
+@pytest.mark.slow
 def test_killed_trainer_is_failed_with_its_log_then_resumes_from_its_checkpoint(
     db, version, tiny_model_dir, monkeypatch
 ):
@@ -127,13 +119,21 @@ def test_cli_builds_the_config_from_preset_and_flags(db, version):
     assert (cfg.dataset_version, cfg.lora_r, cfg.max_steps) == (version, 2, 20)
 
 
-def test_coi_train_wait_runs_headless_to_the_end(db, version, tiny_model_dir, db_path, capsys):
+@pytest.mark.slow
+def test_coi_train_waits_in_the_queue_then_runs_headless_to_the_end(
+    db, version, tiny_model_dir, db_path, capsys
+):
     from cli import main
 
+    first = queue.submit(db, tiny_config(tiny_model_dir, version, max_steps=2))
     argv = ["train", "--version", str(version), "--base-model", str(tiny_model_dir), "--max-steps", "2"]
     argv += ["--max-seq-len", "128", "--batch-size", "2", "--wait", "--db", str(db_path)]
-    assert main(argv) == 0
-    assert "succeeded: adapter at" in capsys.readouterr().out
+    assert main(argv) == 0  # one training job at a time: this one was queued behind the first
+    out = capsys.readouterr().out
+    assert "queued" in out and "succeeded: adapter at" in out
+    second = list_jobs(db, kind="train")[0]
+    assert second.id != first and get_job(db, first).status == "succeeded"
+    assert get_job(db, first).ended_at <= second.started_at
 
 
 def test_multi_gpu_runs_launch_through_accelerate():
