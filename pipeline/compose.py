@@ -182,16 +182,18 @@ Path = list[PairVerdict]  # accepted adjacent pairs, each one's b is the next on
 def extension_candidates(
     paths: list[Path], tasks: list[Task], limit: int, rng: random.Random, per_path: int = 2
 ) -> list[tuple[Path, Task]]:
-    """Up to ``limit`` (path, next task) candidates that pass the cheap filter (no task repeats)."""
-    out: list[tuple[Path, Task]] = []
+    """Up to ``limit`` (path, next task) candidates that pass the cheap filter (no task repeats).
+
+    Round robin over the paths (every path's first option before any second one), so the longer
+    chains spread over many accepted pairs instead of growing a few prefixes.
+    """
+    options: list[list[Task]] = []
     for path in paths:
         used = {path[0].a.id, *(p.b.id for p in path)}
-        tail = path[-1].b
-        options = [c for c in tasks if c.id not in used and can_follow(tail, c)]
-        rng.shuffle(options)
-        out += [(path, c) for c in options[:per_path]]
-        if len(out) >= limit:
-            break
+        opts = [c for c in tasks if c.id not in used and can_follow(path[-1].b, c)]
+        rng.shuffle(opts)
+        options.append(opts[:per_path])
+    out = [(path, opts[k]) for k in range(per_path) for path, opts in zip(paths, options) if k < len(opts)]
     return out[:limit]
 
 

@@ -139,6 +139,13 @@ def test_extension_candidates_never_repeat_a_task():
     ]
     cands = extension_candidates([path], ts, 10, random.Random(0))
     assert [c.id for _, c in cands] == [3]
+    # Round robin: with a budget of two, two different paths get one candidate each.
+    p1, p2 = (
+        [PairVerdict(ts[0], ts[1], Verdict("yes", "", 1.0))],
+        [PairVerdict(ts[2], ts[3], Verdict("yes", "", 1.0))],
+    )
+    cands = extension_candidates([p1, p2], ts, 2, random.Random(0))
+    assert [p is p1 for p, _ in cands] == [True, False]
 
 
 def test_candidate_pairs_are_seeded_and_filtered(db):
