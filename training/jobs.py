@@ -155,17 +155,28 @@ def _kill_group(pid: int, grace_s: float) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
-    is_alive(pid)  # reap
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (is_alive(pid) or group_alive(pgid)):
+        time.sleep(0.05)
 
 
-def group_alive(pid: int) -> bool:
-    """True if any process of the group led by ``pid`` still exists."""
+def group_alive(pgid: int) -> bool:
+    """True if a live (non-zombie) process of process group ``pgid`` still exists."""
     try:
-        os.killpg(pid, 0)
+        os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    return any(_live_in_group(entry, pgid) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+
+
+def _live_in_group(proc_dir: Path, pgid: int) -> bool:
+    try:
+        fields = (proc_dir / "stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return False
+    # After the command name: state, ppid, pgrp, ...
+    return int(fields[2]) == pgid and fields[0] != "Z"
 
 
 def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str:
