@@ -212,13 +212,18 @@ def decide(chain_id: int, decision: str, seen: int, reason: str = "") -> None:
 
 def regenerate(chain) -> None:
     """Propose new outputs for the stale steps through the configured LLM (nothing saved yet)."""
+    from pipeline.embedded import llm_endpoint
     from pipeline.generate import generate_output
-    from pipeline.llm import LLMClient, LLMConfig
+    from pipeline.llm import LLMClient
+    from pipeline.status import page_config
 
     try:
         with open_db(db_path()) as db:
-            client = LLMClient(LLMConfig.resolve(db), db_path())
-        props = rv.propose_regeneration(chain, lambda i, t: generate_output(client, i, t))
+            config = page_config(db, ss.get("llm_api_key", ""))
+        # With no endpoint configured, the embedded model is served for the duration (Settings key wins).
+        with st.spinner("Regenerating through the LLM..."), llm_endpoint(config, log=lambda m: None) as live:
+            client = LLMClient(live, db_path())
+            props = rv.propose_regeneration(chain, lambda i, t: generate_output(client, i, t))
         ss["review_proposals"] = {"chain_id": chain.id, "items": props}
     except CoiError as exc:
         flash("error", str(exc))
