@@ -164,6 +164,7 @@ def predict_chain(
                 "issues": parsed.issues,
                 "hit_limit": g.hit_limit and k == last,
                 "input": _step_input(record, k, parsed.outputs),
+                "chain_input": record["input"],
             }
             rows.append(_row(record, k, "chain", prompt if k == 0 else None, parsed.outputs[k], scorer, meta))
     return rows
