@@ -70,6 +70,10 @@ def test_error_kinds_in_plain_words():
         error_kind(p("Copy this input text please", input="copy this input text, please"))
         == "copied the input"
     )
+    copied_and_cut = p(
+        "the long chain input again", input="", chain_input="The long chain input, again", hit_limit=True
+    )
+    assert error_kind(copied_and_cut) == "copied the input"
     ref = "the cat is on the mat and it is happy with the sun"
     assert error_kind(p("le chat est sur la table et il est dans la maison", ref)) == "wrong language"
     assert error_kind(p("completely unrelated words", ref)) == "other"
