@@ -157,23 +157,30 @@ def kind_counts(fails: list[dict]) -> dict[str, int]:
 
 
 def error_kind(p: Prediction) -> str:
-    """The error kind of a failing step, in plain words (first rule that applies)."""
+    """The error kind of a failing step, in plain words (first rule that applies).
+
+    Root causes come before symptoms: an answer that copies its input usually also runs into
+    ``max_new_tokens``, and is reported as a copy rather than as truncated.
+    """
     text = p.prediction or ""
     if not text.strip():
         return "missing step markers" if _missing_marker(p) else "empty"
-    if p.meta.get("hit_limit"):
-        return "truncated"
-    source = p.meta.get("input") or ""
-    if (
-        source.strip()
-        and rouge_l(source, text) >= COPY_THRESHOLD
-        and rouge_l(p.reference, text) < COPY_THRESHOLD
-    ):
+    if _copied(p, text):
         return "copied the input"
     ref_lang, pred_lang = guess_language(p.reference), guess_language(text)
     if ref_lang and pred_lang and ref_lang != pred_lang:
         return "wrong language"
+    if p.meta.get("hit_limit"):
+        return "truncated"
     return "other"
+
+
+def _copied(p: Prediction, text: str) -> bool:
+    """The answer repeats the step's input (or, in chain mode, the chain's input), not the reference."""
+    if rouge_l(p.reference, text) >= COPY_THRESHOLD:
+        return False
+    sources = [p.meta.get("input") or "", p.meta.get("chain_input") or ""]
+    return any(s.strip() and rouge_l(s, text) >= COPY_THRESHOLD for s in sources)
 
 
 def _missing_marker(p: Prediction) -> bool:
