@@ -17,9 +17,9 @@ from pathlib import Path
 import sqlite_utils
 
 from store.chains import chain_ids, get_chains
-from store.coi_format import render_record
 from store.db import utcnow
 from store.errors import CoiError
+from store.export import chain_record as paper_record
 from store.hashing import content_hash
 from store.models import Chain
 
@@ -54,8 +54,8 @@ class VersionInfo:
 
 
 def chain_record(chain: Chain) -> dict:
-    """The paper's record of a chain, with per-step lists for training and evaluation."""
-    record = render_record(chain.instructions, chain.input, chain.outputs, chain.meta.get("format"))
+    """The paper's record of a chain (as exported), with per-step lists for training and evaluation."""
+    record = paper_record(chain)
     record.update(
         chain_id=chain.id,
         composition_id=chain.composition_id,
