@@ -24,9 +24,7 @@ def run_summary(db: sqlite_utils.Database, run_id: int) -> dict:
     """
     job = get_job(db, run_id)
     if job is None or job.kind != "eval":
-        raise CoiError(
-            f"There is no eval run #{run_id}", "List finished runs on the Evaluate page."
-        )
+        raise CoiError(f"There is no eval run #{run_id}", "List finished runs on the Evaluate page.")
     return {
         "id": job.id,
         "name": job.name,
