@@ -1,4 +1,4 @@
-"""`coi init|import|export|stats`: the data commands, over the same functions the Data page calls."""
+"""`coi init|import|export|version|stats`: the data commands, over the same functions the Data page calls."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from store.importers import FORMATS, IMPORT_STATUSES, FieldMapping, ImportOption
 from store.sample import load_sample_data
 from store.stats import collect_stats
 from store.tasks import count_tasks
+from store.versions import (
+    SplitSpec,
+    create_version,
+    export_version_hf,
+    export_version_jsonl,
+    get_version,
+    list_versions,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,10 +48,80 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--with-meta", action="store_true", help="add chain_id, status, length, source, category")
     p.set_defaults(func=cmd_export)
 
+    _register_version(subparsers)
+
     p = subparsers.add_parser("stats", help="counts of tasks, chains and jobs")
     _db_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stats)
+
+
+def _register_version(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("version", help="freeze, list and export dataset versions")
+    sub = p.add_subparsers(dest="version_command", required=True)
+    create = sub.add_parser("create", help="freeze chains into a version split by composition")
+    _db_arg(create)
+    defaults = SplitSpec()
+    create.add_argument(
+        "--status", nargs="+", default=list(defaults.statuses), help="chain statuses to include"
+    )
+    create.add_argument("--train-lengths", nargs="+", type=int, default=list(defaults.train_lengths))
+    create.add_argument("--test-lengths", nargs="+", type=int, default=list(defaults.test_lengths))
+    create.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    create.add_argument("--seed", type=int, default=defaults.seed)
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_version_create)
+    listing = sub.add_parser("list", help="list dataset versions")
+    _db_arg(listing)
+    listing.set_defaults(func=cmd_version_list)
+    export = sub.add_parser("export", help="write a version as the paper's JSONL or a HF DatasetDict")
+    export.add_argument("version_id", type=int)
+    export.add_argument("path")
+    export.add_argument("--format", choices=["jsonl", "hf"], default="jsonl")
+    _db_arg(export)
+    export.set_defaults(func=cmd_version_export)
+
+
+def cmd_version_create(args: argparse.Namespace) -> int:
+    spec = SplitSpec(
+        statuses=tuple(args.status),
+        train_lengths=tuple(args.train_lengths),
+        test_lengths=tuple(args.test_lengths),
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+    )
+    db = connect(args.db)
+    try:
+        version = get_version(db, create_version(db, spec, name=args.name))
+    finally:
+        db.conn.close()
+    print(f"version {version.id}: {_pairs(version.split_sizes)} hash {version.content_hash[:12]}")
+    return 0
+
+
+def cmd_version_list(args: argparse.Namespace) -> int:
+    db = connect(args.db)
+    try:
+        for v in list_versions(db):
+            print(
+                f"{v.id}\t{v.created_at[:19]}\t{v.name or '-'}\t{_pairs(v.split_sizes)}\t{v.content_hash[:12]}"
+            )
+    finally:
+        db.conn.close()
+    return 0
+
+
+def cmd_version_export(args: argparse.Namespace) -> int:
+    db = connect(args.db)
+    try:
+        if args.format == "hf":
+            written = export_version_hf(db, args.version_id, args.path)
+        else:
+            written = ", ".join(str(p) for p in export_version_jsonl(db, args.version_id, args.path).values())
+    finally:
+        db.conn.close()
+    print(f"wrote {written}")
+    return 0
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:

@@ -129,3 +129,43 @@ def test_task_search_uses_words_and_follows_changes(db):
     db.execute("UPDATE tasks SET output = 'Salut' WHERE output = 'Bonjour'")
     assert count_search_tasks(db, "bonjour") == (0, False)
     assert [t.output for t in search_tasks(db, "salut")] == ["Salut"]
+
+
+def test_cli_version_create_list_and_export(tmp_path, capsys):
+    from cli import main
+    from store.db import connect
+    from store.versions import list_versions
+
+    db = str(tmp_path / "v.db")
+    assert main(["init", "--db", db]) == 0
+    assert (
+        main(
+            [
+                "version",
+                "create",
+                "--db",
+                db,
+                "--train-lengths",
+                "2",
+                "3",
+                "--test-lengths",
+                "2",
+                "3",
+                "--test-fraction",
+                "0.25",
+                "--name",
+                "cli",
+            ]
+        )
+        == 0
+    )
+    versions = list_versions(connect(db))
+    assert len(versions) == 1 and versions[0].name == "cli"
+    assert versions[0].split_sizes["train"] > 0 and versions[0].split_sizes["test"] > 0
+    assert main(["version", "list", "--db", db]) == 0
+    assert "\tcli\t" in capsys.readouterr().out
+    assert main(["version", "export", str(versions[0].id), str(tmp_path / "out"), "--db", db]) == 0
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written and all(name.endswith(".jsonl") for name in written)
+    lines = (tmp_path / "out" / written[0]).read_text().splitlines()
+    assert lines and {"instruction", "input", "output"} <= set(json.loads(lines[0]))
