@@ -293,9 +293,7 @@ def train(job_id: int, *, write: bool = True) -> dict:
     resume_from = last_checkpoint(out_dir)
     log(f"4/5 training -> {out_dir}" + (f" (resuming from {resume_from})" if resume_from else ""))
     start_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
-    trainer.train(resume_from_checkpoint=resume_from)
-    if eval_ex and trainer.state.global_step % cfg.save_steps:  # the last step was not evaluated yet
-        trainer.evaluate()
+    trainer.train(resume_from_checkpoint=resume_from)  # also evaluates (and saves) at the last step
 
     meta = {
         "base_model": cfg.base_model,
