@@ -247,6 +247,31 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _fts5_synced(table: str, columns: list[str]) -> list[str]:
+    """An external-content FTS5 index ``<table>_fts`` on ``columns``, kept in sync by triggers."""
+    fts, cols = f"{table}_fts", ", ".join(columns)
+    new = ", ".join(f"new.{c}" for c in columns)
+    old = ", ".join(f"old.{c}" for c in columns)
+    delete = f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.id, {old});"
+    insert = f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.id, {new});"
+    return [
+        f"CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content='{table}', content_rowid='id')",
+        f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {table} BEGIN {insert} END",
+        f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {table} BEGIN {delete} END",
+        f"CREATE TRIGGER {fts}_au AFTER UPDATE OF {cols} ON {table} BEGIN {delete} {insert} END",
+        f"INSERT INTO {fts}({fts}) VALUES ('rebuild')",
+    ]
+
+
+@migrations()
+def m002_tasks_search(db: sqlite_utils.Database) -> None:
+    """Full-text search on tasks, so the Data page's search stays fast at 100,000 rows and more."""
+    _exec(
+        db,
+        *_fts5_synced("tasks", ["instruction", "input", "output"]),
+    )
+
+
 @migrations()
 def m006_review(db: sqlite_utils.Database) -> None:
     """Review: edit groups (version) and undo links on edits, queue indexes, full-text search on steps."""
@@ -262,40 +287,5 @@ def m006_review(db: sqlite_utils.Database) -> None:
         "CREATE INDEX idx_reviews_reviewer_chain ON reviews(reviewer, chain_id)",
         # Sorting the queue by checker confidence walks this index and stops after one page.
         "CREATE INDEX idx_compositions_confidence ON compositions(confidence)",
-        """CREATE VIRTUAL TABLE steps_fts USING fts5(
-            instruction, input, output, content='steps', content_rowid='id')""",
-        """CREATE TRIGGER steps_fts_ai AFTER INSERT ON steps BEGIN
-            INSERT INTO steps_fts(rowid, instruction, input, output)
-            VALUES (new.id, new.instruction, new.input, new.output); END""",
-        """CREATE TRIGGER steps_fts_ad AFTER DELETE ON steps BEGIN
-            INSERT INTO steps_fts(steps_fts, rowid, instruction, input, output)
-            VALUES ('delete', old.id, old.instruction, old.input, old.output); END""",
-        """CREATE TRIGGER steps_fts_au AFTER UPDATE OF instruction, input, output ON steps BEGIN
-            INSERT INTO steps_fts(steps_fts, rowid, instruction, input, output)
-            VALUES ('delete', old.id, old.instruction, old.input, old.output);
-            INSERT INTO steps_fts(rowid, instruction, input, output)
-            VALUES (new.id, new.instruction, new.input, new.output); END""",
-        "INSERT INTO steps_fts(steps_fts) VALUES ('rebuild')",
-    )
-
-
-@migrations()
-def m002_tasks_search(db: sqlite_utils.Database) -> None:
-    """Full-text search on tasks, so the Data page's search stays fast at 100,000 rows and more."""
-    _exec(
-        db,
-        """CREATE VIRTUAL TABLE tasks_fts USING fts5(
-            instruction, input, output, content='tasks', content_rowid='id')""",
-        """CREATE TRIGGER tasks_fts_ai AFTER INSERT ON tasks BEGIN
-            INSERT INTO tasks_fts(rowid, instruction, input, output)
-            VALUES (new.id, new.instruction, new.input, new.output); END""",
-        """CREATE TRIGGER tasks_fts_ad AFTER DELETE ON tasks BEGIN
-            INSERT INTO tasks_fts(tasks_fts, rowid, instruction, input, output)
-            VALUES ('delete', old.id, old.instruction, old.input, old.output); END""",
-        """CREATE TRIGGER tasks_fts_au AFTER UPDATE OF instruction, input, output ON tasks BEGIN
-            INSERT INTO tasks_fts(tasks_fts, rowid, instruction, input, output)
-            VALUES ('delete', old.id, old.instruction, old.input, old.output);
-            INSERT INTO tasks_fts(rowid, instruction, input, output)
-            VALUES (new.id, new.instruction, new.input, new.output); END""",
-        "INSERT INTO tasks_fts(tasks_fts) VALUES ('rebuild')",
+        *_fts5_synced("steps", ["instruction", "input", "output"]),
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 from store.chains import insert_chain
-from store.jobs import create_job, finish_job, get_job
+from store.jobs import create_job, finish_job
 from store.models import Chain, Step
 from store.predictions import Prediction, save_predictions
 from store.versions import SplitSpec, create_version
+from tests.training_helpers import wait_for  # noqa: F401 - re-exported for the eval tests
 
 TEXTS = ["the cat sat on the mat", "a dog ran far away", "birds sing at dawn", "rain falls on the town"]
 
@@ -51,14 +50,3 @@ def fake_run(db, scores: dict[int, list[float]], *, name: str = "run", mode: str
     save_predictions(db, run_id, rows)
     finish_job(db, run_id, "succeeded")
     return run_id
-
-
-def wait_for(db, job_id: int, pred, timeout: float = 240.0):
-    """Poll the job until ``pred(job)`` holds; returns the job."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = get_job(db, job_id)
-        if pred(job):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} never reached the condition; last: {get_job(db, job_id)}")

@@ -13,7 +13,7 @@ from store.jobs import get_job
 from store.predictions import predicted_modes
 from store.versions import version_records
 from tests.eval_fixtures import make_version, wait_for
-from training.config import TrainConfig
+from tests.training_helpers import tiny_config
 from training.jobs import cancel
 from training.queue import submit
 
@@ -21,20 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _train(db, model_dir, vid) -> int:
-    cfg = TrainConfig(
-        base_model=str(model_dir),
-        dataset_version=vid,
-        max_steps=3,
-        batch_size=2,
-        logging_steps=1,
-        save_steps=3,
-        learning_rate=5e-3,
-        lora_r=4,
-        lora_alpha=8,
-        max_seq_len=256,
-        eval_fraction=0.0,
-        warmup_ratio=0.0,
-    )
+    cfg = tiny_config(model_dir, vid, max_steps=3, save_steps=3, eval_fraction=0.0)
     job_id = submit(db, cfg, name="tiny")
     job = wait_for(db, job_id, lambda j: not j.active)
     assert job.status == "succeeded", job.error

@@ -49,7 +49,7 @@ def tiny_config(model_dir, version_id: int, **changes) -> TrainConfig:
     return TrainConfig(**base).replace(**changes)
 
 
-def wait_for(db, job_id: int, pred, timeout: float = 120.0):
+def wait_for(db, job_id: int, pred, timeout: float = 240.0):
     """Poll the job until ``pred(job)`` holds; returns the job."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
