@@ -18,13 +18,13 @@ st.set_page_config(page_title="CoI Studio", page_icon="🔗", layout="wide")
 init_state()
 navigation = st.navigation(
     [
-        st.Page(PAGES / "data.py", title="Data", icon="📥", url_path="data", default=True),
-        st.Page(PAGES / "generate.py", title="Generate", icon="⚙️", url_path="generate"),
-        st.Page(PAGES / "review.py", title="Review", icon="✅", url_path="review"),
-        st.Page(PAGES / "datasets.py", title="Datasets", icon="🗂️", url_path="datasets"),
-        st.Page(PAGES / "train.py", title="Train", icon="🏋️", url_path="train"),
-        st.Page(PAGES / "evaluate.py", title="Evaluate", icon="📊", url_path="evaluate"),
-        st.Page(PAGES / "settings.py", title="Settings", icon="🔧", url_path="settings"),
+        st.Page(PAGES / "data.py", title="Data", icon=":material/upload_file:", default=True),
+        st.Page(PAGES / "generate.py", title="Generate", icon=":material/auto_awesome:", url_path="generate"),
+        st.Page(PAGES / "review.py", title="Review", icon=":material/rule:", url_path="review"),
+        st.Page(PAGES / "datasets.py", title="Datasets", icon=":material/dataset:", url_path="datasets"),
+        st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page(PAGES / "evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
+        st.Page(PAGES / "settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
     ]
 )
 navigation.run()
