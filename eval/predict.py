@@ -56,6 +56,7 @@ class Generator:
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
         self.eos_ids = _eos_ids(self.model, tok)
+        use_fast_cpu_linears(self.model)
 
     def generate(self, prompts: Sequence[str], on_batch: Progress | None = None) -> list[Generation]:
         """Answers to ``prompts`` in their order; batches hold prompts of similar length (less padding)."""
@@ -92,6 +93,40 @@ class Generator:
         return Generation(
             text=text, n_tokens=len(kept), hit_limit=end is None and len(ids) >= self.max_new_tokens
         )
+
+
+# Decoding a batch on the CPU multiplies a few rows by tall weights (Gemma's LM head is 262,144 x 640).
+# oneDNN's x @ W.T runs that at a fraction of the machine's speed; W @ x.T computes the same product
+# about 2.3x faster at 8 rows and the same at 1 row (measured on 2 EPYC cores). Prefill keeps F.linear.
+_FEW_ROWS = 64
+
+
+def use_fast_cpu_linears(model) -> None:
+    """On the CPU, route few-row products of every nn.Linear through ``W @ x.T`` (idempotent)."""
+    import torch
+
+    if getattr(model, "_coi_fast_linears", False) or next(model.parameters()).device.type != "cpu":
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.forward = _few_rows_linear(module)
+    model._coi_fast_linears = True
+
+
+def _few_rows_linear(module):
+    import torch
+    import torch.nn.functional as F
+
+    def forward(x):
+        rows = x.numel() // x.shape[-1]
+        if rows > _FEW_ROWS:
+            return F.linear(x, module.weight, module.bias)
+        y = torch.mm(module.weight, x.reshape(rows, x.shape[-1]).T).T
+        if module.bias is not None:
+            y = y + module.bias
+        return y.reshape(*x.shape[:-1], module.out_features)
+
+    return forward
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

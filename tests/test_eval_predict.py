@@ -143,3 +143,20 @@ def test_truncation_marks_the_step_where_text_ends():
     rows = predict_chain(gen, [record], RougeL())
     assert [r.meta["hit_limit"] for r in rows] == [False, True, False]
     assert error_kind(rows[1]) == "truncated" and error_kind(rows[2]) == "missing step markers"
+
+
+def test_fast_cpu_linears_compute_the_same_logits(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from eval.predict import use_fast_cpu_linears
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = torch.tensor([[5, 9, 12, 40, 7], [3, 3, 8, 21, 30]])
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+        use_fast_cpu_linears(model)
+        use_fast_cpu_linears(model)  # idempotent
+        after = model(input_ids=ids).logits
+    assert model._coi_fast_linears
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
