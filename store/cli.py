@@ -6,7 +6,7 @@ import argparse
 import json
 
 from store.chains import count_chains
-from store.db import connect, default_db_path
+from store.db import default_db_path, open_db
 from store.export import EXPORT_FORMATS, export_chains
 from store.importers import FORMATS, IMPORT_STATUSES, FieldMapping, ImportOptions, import_file
 from store.sample import load_sample_data
@@ -90,36 +90,27 @@ def cmd_version_create(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         seed=args.seed,
     )
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         version = get_version(db, create_version(db, spec, name=args.name))
-    finally:
-        db.conn.close()
     print(f"version {version.id}: {_pairs(version.split_sizes)} hash {version.content_hash[:12]}")
     return 0
 
 
 def cmd_version_list(args: argparse.Namespace) -> int:
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         for v in list_versions(db):
             print(
                 f"{v.id}\t{v.created_at[:19]}\t{v.name or '-'}\t{_pairs(v.split_sizes)}\t{v.content_hash[:12]}"
             )
-    finally:
-        db.conn.close()
     return 0
 
 
 def cmd_version_export(args: argparse.Namespace) -> int:
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         if args.format == "hf":
             written = export_version_hf(db, args.version_id, args.path)
         else:
             written = ", ".join(str(p) for p in export_version_jsonl(db, args.version_id, args.path).values())
-    finally:
-        db.conn.close()
     print(f"wrote {written}")
     return 0
 
@@ -129,8 +120,7 @@ def _db_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         note = "sample data not loaded"
         if not args.no_sample:
             rep = load_sample_data(db)
@@ -142,8 +132,6 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(
             f"Database {args.db or default_db_path()} ready: {count_tasks(db)} tasks, {count_chains(db)} chains ({note})"
         )
-    finally:
-        db.conn.close()
     return 0
 
 
@@ -154,32 +142,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         status=args.status,
         max_bytes=int(args.max_mb * 1024 * 1024),
     )
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         print(import_file(db, args.path, options).summary())
-    finally:
-        db.conn.close()
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         report = export_chains(
             db, args.path, format=args.format, status=args.status, with_meta=args.with_meta
         )
-    finally:
-        db.conn.close()
     print(report.summary())
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    db = connect(args.db)
-    try:
+    with open_db(args.db) as db:
         stats = collect_stats(db)
-    finally:
-        db.conn.close()
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
         return 0
