@@ -43,3 +43,13 @@ def test_nothing_imports_app():
     for package in PACKAGES[:-1]:
         for path in (ROOT / package).rglob("*.py"):
             assert "app" not in _imports(ast.parse(path.read_text()), False), path
+
+
+def test_pages_have_no_bare_expressions():
+    """Streamlit's magic echoes any bare non-call expression on a page (a ternary once showed "None")."""
+    bare = []
+    for path in (ROOT / "app").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Expr) and not isinstance(node.value, (ast.Call, ast.Constant)):
+                bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bare, bare

@@ -173,7 +173,10 @@ def run_history(db) -> None:
 with open_db(db_path()) as _db:
     _versions = list_versions(_db)
 st.header("New run")
-new_run_form(_versions) if _versions else no_version_yet()
+if _versions:
+    new_run_form(_versions)
+else:
+    no_version_yet()
 st.header("Live view")
 live_view()
 with open_db(db_path()) as _db:
