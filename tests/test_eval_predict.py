@@ -101,14 +101,17 @@ def test_chain_mode_splits_with_the_shared_parser(db):
     assert rows[1].meta["input"] == "alpha"
 
 
+THREE_STEPS = {
+    "chain_id": 1,
+    "length": 3,
+    "input": "x",
+    "instructions": ["A", "B", "C"],
+    "outputs": ["a", "b", "c"],
+}
+
+
 def test_chain_mode_parsing_cases():
-    record = {
-        "chain_id": 1,
-        "length": 3,
-        "input": "x",
-        "instructions": ["A", "B", "C"],
-        "outputs": ["a", "b", "c"],
-    }
+    record = dict(THREE_STEPS)
 
     def run(text):
         return predict_chain(ScriptedGenerator(lambda p: text), [record], RougeL())
@@ -129,13 +132,7 @@ def test_chain_mode_parsing_cases():
 
 
 def test_truncation_marks_the_step_where_text_ends():
-    record = {
-        "chain_id": 1,
-        "length": 3,
-        "input": "x",
-        "instructions": ["A", "B", "C"],
-        "outputs": ["a", "b", "c"],
-    }
+    record = dict(THREE_STEPS)
     gen = ScriptedGenerator(lambda p: "")
     gen.generate = lambda prompts, on_batch=None: [
         Generation("Task 1 output and task 2 input: a\nTask 2 output and task 3 input: b b", 9, True)

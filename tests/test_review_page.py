@@ -64,21 +64,27 @@ def test_edit_marks_stale_refuses_accept_then_undo_restores(db):
     assert "out one" in texts(at)
 
 
-def test_regenerate_with_scripted_llm_then_accept(db):
+def regenerate_after_editing_step_1(db, cid: int, *replies: str) -> tuple[AppTest, int]:
+    """Edit step 1, press Regenerate against a scripted LLM; returns the page and the requests it got."""
     from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
     from store.settings import set_setting
     from tests.fake_llm_server import ScriptedLLMServer
 
-    cid = make_chain(db)
     with ScriptedLLMServer(latency=0) as server:
-        server.enqueue("regenerated two", "regenerated three")
+        server.enqueue(*replies)
         set_setting(db, SETTING_BASE_URL, server.base_url)
         set_setting(db, SETTING_MODEL, "scripted")
         at = open_page()
         edit_step(at, cid, 1, "corrected one")
         at.button(key="regen").click().run()
-        assert not at.exception, at.exception
-        assert len(server.requests) == 2
+        return at, len(server.requests)
+
+
+def test_regenerate_with_scripted_llm_then_accept(db):
+    cid = make_chain(db)
+    at, requests = regenerate_after_editing_step_1(db, cid, "regenerated two", "regenerated three")
+    assert not at.exception, at.exception
+    assert requests == 2
     assert "regenerated two" in texts(at)
     at.button(key="apply_regen").click().run()
     chain = get_chain(db, cid)
@@ -202,18 +208,8 @@ def test_confirming_stale_steps_as_is_allows_accept(db):
 
 
 def test_regenerate_discard_keeps_old_output_stale(db):
-    from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
-    from store.settings import set_setting
-    from tests.fake_llm_server import ScriptedLLMServer
-
     cid = make_chain(db)
-    with ScriptedLLMServer(latency=0) as server:
-        server.enqueue("new two", "new three")
-        set_setting(db, SETTING_BASE_URL, server.base_url)
-        set_setting(db, SETTING_MODEL, "scripted")
-        at = open_page()
-        edit_step(at, cid, 1, "corrected one")
-        at.button(key="regen").click().run()
+    at, _ = regenerate_after_editing_step_1(db, cid, "new two", "new three")
     at.checkbox(key="keep_2").uncheck()
     at.button(key="apply_regen").click().run()
     chain = get_chain(db, cid)
