@@ -1,4 +1,4 @@
-"""Export chains in the paper's format: a JSON array ("coi"), JSONL, or a Hugging Face DatasetDict ("hf").
+"""Export chains in the paper's format: a JSON array ("coi"), JSONL, a Hugging Face DatasetDict ("hf"), or CSV.
 
 Records are rendered by ``store.coi_format.render_record`` with each chain's imported format, so an
 unchanged imported chain exports exactly as it came in. Order is chain id order.
@@ -6,6 +6,7 @@ unchanged imported chain exports exactly as it came in. Order is chain id order.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -20,7 +21,9 @@ from store.coi_format import render_record
 from store.errors import CoiError
 from store.models import CHAIN_STATUSES, Chain
 
-EXPORT_FORMATS = ("coi", "jsonl", "hf")
+EXPORT_FORMATS = ("coi", "jsonl", "hf", "csv")
+# Cells starting with these run as formulas in spreadsheets (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 BATCH = 1000
 
 
@@ -88,7 +91,8 @@ def export_chains(
     """Write the chosen chains to ``path`` (replaced atomically for files).
 
     Args:
-        format: "coi" (the paper's JSON array), "jsonl" (one record per line) or "hf" (DatasetDict folder).
+        format: "coi" (the paper's JSON array), "jsonl" (one record per line), "hf" (DatasetDict folder)
+            or "csv" (one row per record; formula-like cells escaped, see ``csv_cell``).
         status: "accepted" (default), "all", a status, or a list of statuses.
         with_meta: Add chain_id, status, length, source and category to each record.
     """
@@ -98,6 +102,8 @@ def export_chains(
     records = iter_records(db, status, with_meta=with_meta)
     if format == "hf":
         count = _write_hf(path, list(records))
+    elif format == "csv":
+        count = write_csv(path, records)
     else:
         count = _write_file(path, records, lines=format == "jsonl")
     return ExportReport(str(path), format, count)
@@ -136,3 +142,41 @@ def _write_hf(path: Path, records: list[dict]) -> int:
         table = datasets.Dataset.from_dict({"instruction": [], "input": [], "output": []})
     datasets.DatasetDict({"train": table}).save_to_disk(str(path))
     return len(records)
+
+
+# ------------------------------------------------------------------------------------------------- csv
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet shows as text: a leading ``= + - @``, tab or CR gets a ``'`` before it.
+
+    This is OWASP's CSV-injection advice; numbers and None pass unchanged. Reading the file back with
+    the csv module gives the text with that one quote in front.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    if isinstance(value, (list, dict)):
+        return csv_cell(json.dumps(value, ensure_ascii=False))
+    return value
+
+
+def write_csv(path: str | Path, records: Iterator[dict]) -> int:
+    """Write records as CSV (a header of every key, in first-seen order), replacing ``path`` atomically."""
+    rows = list(records)  # the header needs every record's keys (extra imported fields vary)
+    header = list(dict.fromkeys(k for r in rows for k in r)) or ["instruction", "input", "output"]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([csv_cell(h) for h in header])
+            for r in rows:
+                writer.writerow([csv_cell(r.get(k, "")) for k in header])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(rows)
