@@ -6,12 +6,6 @@ Keyboard shortcuts accept, undo, skip and reject chains of the sample data; a st
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,26 +13,10 @@ import pytest
 from store.chains import insert_chain, upsert_composition
 from store.db import connect
 from store.models import Chain, Step
+from tests.e2e.browser import app_env, chromium_page, free_port, query, scalar, serve, shot, streamlit_cmd
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
 NASTY = "<script>alert(1)</script> and **bold**"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fill_db(path: Path) -> int:
@@ -74,51 +52,13 @@ def fill_db(path: Path) -> int:
 def app_url(tmp_path, db_path):
     nasty_id = fill_db(db_path)
     port = free_port()
-    env = {**os.environ, "COI_DB": str(db_path), "COI_REVIEWER": "e2e-reviewer"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)]
-    cmd += [
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
+    env = app_env(db_path, port, COI_REVIEWER="e2e-reviewer")
+    with serve(streamlit_cmd(port), env, tmp_path / "streamlit.log", timeout=60) as url:
         yield url, nasty_id
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError("streamlit did not become healthy")
 
 
 def statuses(db_path: Path) -> dict[int, str]:
-    db = connect(db_path)
-    try:
-        return dict(db.execute("SELECT id, status FROM chains").fetchall())
-    finally:
-        db.conn.close()
+    return dict(query(db_path, "SELECT id, status FROM chains"))
 
 
 def press(page, key: str, expect: str) -> None:
@@ -133,21 +73,13 @@ def current_chain(page) -> str:
 
 
 def stale_flags(db_path: Path, chain_id: int) -> list[int]:
-    db = connect(db_path)
-    try:
-        return [
-            r[0]
-            for r in db.execute("SELECT stale FROM steps WHERE chain_id = ? ORDER BY position", [chain_id])
-        ]
-    finally:
-        db.conn.close()
+    rows = query(db_path, "SELECT stale FROM steps WHERE chain_id = ? ORDER BY position", [chain_id])
+    return [r[0] for r in rows]
 
 
 def edit_first_step(page, db_path: Path) -> int:
     """Open the 3-step chain by searching its id, edit step 1 through its form; returns the chain id."""
-    db = connect(db_path)
-    chain_id = db.execute("SELECT chain_id FROM steps WHERE output = 'BONJOUR'").fetchone()[0]
-    db.conn.close()
+    chain_id = scalar(db_path, "SELECT chain_id FROM steps WHERE output = 'BONJOUR'")
     search = page.get_by_label("Search text (or #id)")
     search.fill(f"#{chain_id}")
     search.press("Enter")
@@ -163,17 +95,8 @@ def edit_first_step(page, db_path: Path) -> int:
 
 
 def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
     url, nasty_id = app_url
-    ARTIFACTS.mkdir(exist_ok=True)
-    dialogs: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1300})
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with chromium_page() as page:
         page.goto(url + "/review")
         page.get_by_text(f"Chain #{nasty_id}").first.wait_for(timeout=30_000)
         # Code blocks render a moment after the heading.
@@ -184,7 +107,7 @@ def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
         assert "**the** <b>reason</b>" in body
         assert page.locator("strong", has_text="bold").count() == 0
         assert page.locator("b", has_text="reason").count() == 0
-        page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+        shot(page, "review")
 
         press(page, "a", f"Chain #{nasty_id}: accept.")
         assert statuses(db_path)[nasty_id] == "accepted"
@@ -196,17 +119,14 @@ def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
         rejected = int(current_chain(page).split("#")[1].split()[0])
         assert rejected != skipped
         press(page, "x", f"Chain #{rejected}: reject.")
-        page.screenshot(path=str(ARTIFACTS / "review_after.png"), full_page=True)
+        shot(page, "review_after")
         edited = edit_first_step(page, db_path)
-        page.screenshot(path=str(ARTIFACTS / "review_stale.png"), full_page=True)
-        browser.close()
+        shot(page, "review_stale")
+        dialogs = page.dialogs
     assert stale_flags(db_path, edited) == [0, 1, 1]
     assert statuses(db_path)[edited] == "proposed"
-    db = connect(db_path)
-    assert db.execute("SELECT output FROM steps WHERE chain_id = ? AND position = 1", [edited]).fetchone()[
-        0
-    ] == ("Typed: a x s u, corrected.")
-    db.conn.close()
+    output = scalar(db_path, "SELECT output FROM steps WHERE chain_id = ? AND position = 1", [edited])
+    assert output == "Typed: a x s u, corrected."
     final = statuses(db_path)
     assert final[nasty_id] == "accepted" and final[rejected] == "rejected" and final[skipped] == "proposed"
     assert dialogs == []

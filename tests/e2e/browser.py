@@ -1,0 +1,162 @@
+"""Shared helpers of the browser tests: start the app (streamlit or ./run_app.sh), drive Debian's chromium.
+
+The app runs as a real server process in its own process group (killed as a group at the end), on a
+free port, against the test's database. The browser is always ``/usr/bin/chromium`` (headless), never a
+downloaded one. Waits are on visible text or state, never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+STREAMLIT_FLAGS = [
+    "--server.address",
+    "127.0.0.1",
+    "--server.headless",
+    "true",
+    "--browser.gatherUsageStats",
+    "false",
+]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60, log: Path | None = None) -> None:
+    """Poll Streamlit's health endpoint until it answers 200; fail early if the process exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"the app exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"the app did not become healthy within {timeout:.0f}s")
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM the process's whole group, then SIGKILL what is left after ``timeout`` seconds."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (the leader already exited)
+
+
+@contextlib.contextmanager
+def serve(cmd: list[str], env: dict, log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """Run an app server command in its own session; yield its URL once healthy; kill its group after.
+
+    ``env`` must hold ``COI_PORT`` (the port the command serves on).
+    """
+    url = f"http://127.0.0.1:{env['COI_PORT']}"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_healthy(url, proc, timeout, log_path)
+            yield url
+        finally:
+            stop_group(proc)
+
+
+def streamlit_cmd(port: int) -> list[str]:
+    """``streamlit run app/main.py`` on 127.0.0.1:port with this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app/main.py",
+        "--server.port",
+        str(port),
+        *STREAMLIT_FLAGS,
+    ]
+
+
+def app_env(db_path: Path, port: int, **extra: str) -> dict:
+    """The environment of an app process: this one's, plus the database, the port and ``extra``."""
+    return {**os.environ, "COI_DB": str(db_path), "COI_PORT": str(port), **extra}
+
+
+def require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (./run_tests.sh does it as root)")
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1500, height: int = 1300) -> Iterator:
+    """A headless Debian-chromium page; JavaScript dialogs are dismissed and recorded in ``page.dialogs``."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.dialogs = []
+            page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+            yield page
+        finally:
+            browser.close()
+
+
+def shot(page, name: str) -> Path:
+    """Save a full-page screenshot as tests/e2e/artifacts/<name>.png."""
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def query(db_path: Path, sql: str, params: list | tuple = ()) -> list[tuple]:
+    """Rows of a read-only query on the app's database (a fresh connection each time)."""
+    from store.db import connect
+
+    db = connect(db_path)
+    try:
+        return db.execute(sql, list(params)).fetchall()
+    finally:
+        db.conn.close()
+
+
+def scalar(db_path: Path, sql: str, params: list | tuple = ()):
+    """The first column of the first row of a query."""
+    return query(db_path, sql, params)[0][0]
