@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app.state import db_path, init_state
+from app.state import db_path, init_state, reviewer_locked
 from app.widgets import chain_view, changes_view, history_view, proposals_review, show_error, verdict_box
 from store import review as rv
 from store.agreement import agreement
@@ -86,10 +86,10 @@ def undo(current_id: int, seen: int) -> None:
 def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
     sb = st.sidebar
     # Each browser session names its reviewer (several annotators can share one server and database).
-    name = sb.text_input(
-        "Reviewing as", value=me, key="review_name", help="Recorded on every edit and decision"
-    )
-    if name.strip() and name.strip() != me:
+    locked = reviewer_locked()  # a login fixes the name
+    help_text = "Your login name" if locked else "Recorded on every edit and decision"
+    name = sb.text_input("Reviewing as", value=me, key="review_name", help=help_text, disabled=locked)
+    if not locked and name.strip() and name.strip() != me:
         ss["reviewer"] = name.strip()
         st.rerun()
     statuses = sb.multiselect("Status", CHAIN_STATUSES, default=list(rv.OPEN_STATUSES))
