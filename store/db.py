@@ -38,32 +38,72 @@ def utcnow() -> str:
 def connect(path: str | Path | None = None, *, migrate: bool = True) -> sqlite_utils.Database:
     """Open the database at ``path`` (default: ``default_db_path()``), migrated to the latest schema.
 
+    The first connection of a process to a file also runs ``PRAGMA quick_check``, so a damaged file
+    is reported at once, in plain words, instead of as a stack trace on some later query.
+
     Raises:
-        CoiError: if the file cannot be opened as a SQLite database.
+        CoiError: if the file is not a SQLite database, or is corrupt.
     """
     path = Path(path) if path else default_db_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header and the schema
     except sqlite3.DatabaseError as exc:
-        raise CoiError(
-            f"Cannot open database {path}: {exc}", "Point $COI_DB or --db at a SQLite file."
-        ) from exc
+        raise _open_error(path, exc) from exc
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
     db = sqlite_utils.Database(conn)
     if migrate:
-        _migrate_once(db, str(path.resolve()))
+        try:
+            _migrate_once(db, str(path.resolve()))
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _open_error(path, exc) from exc
     return db
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """True for SQLite's 'file is not a database' and 'database disk image is malformed' errors."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or any(
+        needle in text for needle in ("malformed", "not a database", "is corrupt", "quick_check")
+    )
+
+
+def corrupt_db_error(path: str | Path, exc: BaseException | str) -> CoiError:
+    """The plain-words error for a damaged database file, with what to do about it."""
+    return CoiError(
+        f"The database file {path} is corrupt ({exc}).",
+        f"Run `coi db check --db {path}` to see what is damaged, then stop the app and its jobs and "
+        "restore the newest copy made with `coi db backup` (`coi db restore BACKUP --db "
+        f"{path} --force`).",
+    )
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> CoiError:
+    if is_corruption(exc):
+        return corrupt_db_error(path, exc)
+    return CoiError(f"Cannot open database {path}: {exc}", "Point $COI_DB or --db at a SQLite file.")
 
 
 @contextmanager
 def open_db(path: str | Path | None = None) -> Iterator[sqlite_utils.Database]:
-    """A connection for one unit of work, closed afterwards."""
+    """A connection for one unit of work, closed afterwards.
+
+    Corruption found by any query inside the block surfaces as the same plain CoiError as at connect.
+    """
     db = connect(path)
     try:
         yield db
+    except sqlite3.DatabaseError as exc:
+        if is_corruption(exc):
+            raise corrupt_db_error(Path(path) if path else default_db_path(), exc) from exc
+        raise
     finally:
         db.conn.close()
 
@@ -72,6 +112,12 @@ def _migrate_once(db: sqlite_utils.Database, key: str) -> None:
     if key in _migrated:
         return
     with _migrate_lock:
+        if key in _migrated:
+            return
+        # Once per process and file: a full read of every page (seconds only for very large files).
+        problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("quick_check: " + "; ".join(problems))
         migrations.apply(db)
         _migrated.add(key)
 
@@ -288,4 +334,19 @@ def m006_review(db: sqlite_utils.Database) -> None:
         # Sorting the queue by checker confidence walks this index and stops after one page.
         "CREATE INDEX idx_compositions_confidence ON compositions(confidence)",
         *_fts5_synced("steps", ["instruction", "input", "output"]),
+    )
+
+
+@migrations()
+def m007_metrics_unique(db: sqlite_utils.Database) -> None:
+    """One metric value per (job, name, step): a resumed training run replaces, never duplicates.
+
+    Rows logged after the last checkpoint of a killed run are replayed when it resumes; the newest
+    value of each key is kept before the unique index goes on.
+    """
+    _exec(
+        db,
+        "DELETE FROM metrics WHERE id NOT IN (SELECT max(id) FROM metrics GROUP BY job_id, name, step)",
+        "DROP INDEX IF EXISTS idx_metrics_job",
+        "CREATE UNIQUE INDEX idx_metrics_job_name_step ON metrics(job_id, name, step)",
     )

@@ -144,11 +144,24 @@ def heartbeat(
 
 
 def add_metrics(db: sqlite_utils.Database, job_id: int, step: int, values: dict[str, float]) -> None:
-    """Append one row per metric for a step (loss, learning rate, tokens/s, ...)."""
+    """Record one row per metric for a step (loss, learning rate, tokens/s, ...).
+
+    A value logged again for the same (job, name, step), as when a resumed run replays the steps
+    after its checkpoint, replaces the old one (unique index, migration m007).
+    """
     now = utcnow()
     rows = [(job_id, step, name, float(v), now) for name, v in values.items() if v is not None]
     with db.atomic():
-        db.conn.executemany("INSERT INTO metrics (job_id, step, name, value, at) VALUES (?,?,?,?,?)", rows)
+        db.conn.executemany(
+            "INSERT INTO metrics (job_id, step, name, value, at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (job_id, name, step) DO UPDATE SET value = excluded.value, at = excluded.at",
+            rows,
+        )
+
+
+def delete_metrics_after(db: sqlite_utils.Database, job_id: int, step: int) -> int:
+    """Drop a job's metrics logged after ``step`` (a resume restarts from that checkpoint); returns the count."""
+    return db.execute("DELETE FROM metrics WHERE job_id = ? AND step > ?", [job_id, step]).rowcount
 
 
 def get_metrics(db: sqlite_utils.Database, job_id: int, names: list[str] | None = None) -> list[dict]:

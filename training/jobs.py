@@ -21,6 +21,8 @@ from pathlib import Path
 import sqlite_utils
 
 from store.db import connect, default_db_path, utcnow
+from store.errors import CoiError
+from store.job_queue import requeue
 from store.jobs import Job, finish_job, get_job, update_job
 
 # Popen objects of children started by this process, so they are reaped (no zombies) when they end.
@@ -83,6 +85,36 @@ def launch(
         ended_at=None,
     )
     return proc.pid
+
+
+def resume(
+    db: sqlite_utils.Database,
+    job_id: int,
+    module: str,
+    *,
+    env: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
+) -> int:
+    """Launch a failed or cancelled job again (its module picks up where the saved rows end).
+
+    Generation skips chains and LLM calls already stored, eval skips predictions already saved,
+    training continues from its newest checkpoint (training resumes through ``training.queue``).
+
+    Returns:
+        The new pid.
+
+    Raises:
+        CoiError: the job does not exist or is not failed/cancelled.
+    """
+    job = refresh(db, job_id)
+    if job is None:
+        raise CoiError(f"There is no job #{job_id}", "Pick a job from the list.")
+    if not requeue(db, job_id):
+        raise CoiError(
+            f"Job #{job_id} is {job.status}; only failed or cancelled jobs can be resumed",
+            "Wait for it to end, or cancel it first.",
+        )
+    return launch(db, job_id, module, extra_args=None, launcher=launcher, env=env)
 
 
 def _db_file(db: sqlite_utils.Database) -> str:

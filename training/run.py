@@ -22,7 +22,7 @@ from pathlib import Path
 
 from store.db import connect
 from store.errors import CoiError
-from store.jobs import add_metrics, get_job, heartbeat
+from store.jobs import add_metrics, delete_metrics_after, get_job, heartbeat
 from store.versions import list_versions, version_records
 from training.config import TrainConfig, resolve_output_dir
 from training.data import IGNORE, PadCollator, build_examples, split_eval
@@ -293,6 +293,12 @@ def train(job_id: int, *, write: bool = True) -> dict:
     resume_from = last_checkpoint(out_dir)
     log(f"4/5 training -> {out_dir}" + (f" (resuming from {resume_from})" if resume_from else ""))
     start_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
+    if write:
+        # Metrics logged after the checkpoint belong to a trajectory the kill threw away; the resumed
+        # run logs those steps again (add_metrics upserts too, so a replay can never duplicate a row).
+        dropped = delete_metrics_after(db, job_id, start_step)
+        if dropped:
+            log(f"dropped {dropped} metric rows logged after step {start_step} (they are replayed)")
     trainer.train(resume_from_checkpoint=resume_from)  # also evaluates (and saves) at the last step
 
     meta = {
