@@ -9,6 +9,7 @@ as the job result. Progress goes to the job row at every batch; cancel kills the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import replace
@@ -20,7 +21,8 @@ from eval.config import EvalConfig
 from store.db import connect
 from store.errors import CoiError
 from store.jobs import create_job, get_job, heartbeat
-from store.predictions import save_predictions
+from store.paths import confine_model_path
+from store.predictions import done_chain_ids, save_predictions
 from store.versions import get_version, list_versions, version_records
 
 
@@ -49,6 +51,9 @@ def resolve_config(db: sqlite_utils.Database, cfg: EvalConfig) -> EvalConfig:
             model=cfg.model or job.result.get("base_model") or job.config.get("base_model"),
             version=cfg.version if cfg.version is not None else job.result.get("dataset_version"),
         )
+    # User-typed paths stay inside the model/data roots (checked at submit and again in the job).
+    confine_model_path(cfg.model, what="base model")
+    confine_model_path(cfg.adapter_dir, what="adapter")
     if cfg.adapter_dir and not Path(cfg.adapter_dir).exists():
         raise CoiError(
             f"Adapter directory {cfg.adapter_dir} does not exist", "Train again or pick another run."
@@ -118,26 +123,69 @@ def run_eval(job_id: int) -> dict:
         cfg.model, cfg.adapter_dir, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, log=log
     )
     log(f"1/3 model {cfg.model or 'gemma-3-270m'}{' + ' + cfg.adapter_dir if cfg.adapter_dir else ''}")
-    done = 0
+    done, reused = 0, 0
     scorer = RougeL(cfg.use_stemmer)
     for mode in cfg.modes:
+        todo, saved = pending_records(db, job_id, mode, records)
+        done, reused = done + units(saved, mode), reused + len(saved)
+        if saved:
+            log(f"resuming {mode}: {len(saved)} of {len(records)} chains already predicted, kept")
 
         def progress(n: int, msg: str, mode: str = mode) -> None:
             nonlocal done
             done += n
             heartbeat(db, job_id, done=done, total=total, message=f"{mode}: {msg}")
 
-        rows = PREDICTORS[mode](gen, records, scorer, progress)
-        save_predictions(db, job_id, rows)
-        log(f"2/3 {mode}: {len(rows)} step predictions over {len(records)} chains")
+        n_rows = 0
+        for chunk in chunks(todo, cfg.batch_size):
+            rows = PREDICTORS[mode](gen, chunk, scorer, progress)
+            save_predictions(db, job_id, rows)  # one transaction: a chain's steps land together or not at all
+            n_rows += len(rows)
+            _throttle()
+        log(f"2/3 {mode}: {n_rows} new step predictions over {len(todo)} chains")
     report = build_report(db, job_id, threshold=cfg.fail_threshold)
     paths = write_report(report, _report_dir(job))
     log(f"3/3 report written to {paths['json']}")
     return {
         "report_dir": str(Path(paths["json"]).parent),
         "n_chains": len(records),
+        "reused_chain_predictions": reused,
         "overall": report["overall"],
     }
+
+
+def pending_records(
+    db: sqlite_utils.Database, job_id: int, mode: str, records: list[dict]
+) -> tuple[list[dict], list[dict]]:
+    """(records still to predict in ``mode``, records whose predictions this run already saved)."""
+    saved_ids = done_chain_ids(db, job_id, mode)
+    todo = [r for r in records if r["chain_id"] not in saved_ids]
+    return todo, [r for r in records if r["chain_id"] in saved_ids]
+
+
+def chunks(records: list[dict], size: int) -> list[list[dict]]:
+    """Consecutive groups of ``size`` chains: the unit saved at once, so a kill loses one group at most."""
+    return [records[i : i + size] for i in range(0, len(records), max(size, 1))]
+
+
+def _throttle() -> None:
+    delay = float(os.environ.get("COI_EVAL_CHUNK_SLEEP", "0") or 0)  # test/debug throttle
+    if delay:
+        time.sleep(delay)
+
+
+def resume_eval(db: sqlite_utils.Database, job_id: int) -> int:
+    """Start a failed or cancelled eval run again; it keeps the predictions it saved. Returns the pid.
+
+    Raises:
+        CoiError: no such eval run, or it is not failed/cancelled.
+    """
+    from training.jobs import resume
+
+    job = get_job(db, job_id)
+    if job is None or job.kind != "eval":
+        raise CoiError(f"There is no eval run #{job_id}", "Pick a run from the list.")
+    return resume(db, job_id, "eval.run")
 
 
 def _report_dir(job) -> Path:

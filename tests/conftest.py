@@ -26,6 +26,17 @@ def db_path(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def path_roots(tmp_path_factory, monkeypatch) -> Path:
+    """User-typed paths must stay inside the data/model roots (store.paths): pytest's temp dirs
+    and the paper's data are the roots here, so the policy stays on (no COI_ALLOW_ANY_PATH)."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("COI_DATA_ROOT", os.pathsep.join([str(base), str(REFERENCE_DATA)]))
+    monkeypatch.setenv("COI_MODEL_ROOT", str(base))
+    monkeypatch.delenv("COI_ALLOW_ANY_PATH", raising=False)
+    return base
+
+
 @pytest.fixture
 def db(db_path):
     database = connect(db_path)

@@ -1,0 +1,128 @@
+"""Path policy: a path a user types (model, output directory, import file) stays inside the allowed roots.
+
+The app may serve beyond loopback, so a form field must not read or write anywhere the server
+process can. Every user-typed path is resolved (``~`` expanded, ``..`` and symlinks followed) and
+must land inside a configured root:
+
+- data roots (imports, output and report directories): ``$COI_DATA_ROOT``, else the project's
+  ``data/``; the database's own directory is always one (the app writes runs/ and logs/ there).
+- model roots (base models, adapters): ``$COI_MODEL_ROOT``, else ``~/.cache/coi-studio/models``
+  (or ``$COI_MODEL_CACHE``) and the project's ``models/``. Data roots hold trained adapters, so
+  a model path may also lie in a data root.
+
+Both variables are ``os.pathsep``-separated lists. ``COI_ALLOW_ANY_PATH=1`` turns the check off.
+Hugging Face ids (``org/name``) and registry names (``gemma-3-270m``) that are not existing paths
+are not paths: they pass unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.db import default_db_path
+from store.errors import CoiError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DATA_ENV, MODEL_ENV, ANY_ENV = "COI_DATA_ROOT", "COI_MODEL_ROOT", "COI_ALLOW_ANY_PATH"
+# An HF repo id: one optional "org/" then a name, no "..", no leading dot or slash.
+_HUB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?$")
+
+
+def _roots(value: str | None) -> list[Path]:
+    return [Path(p).expanduser() for p in (value or "").split(os.pathsep) if p.strip()]
+
+
+def _model_cache() -> Path:
+    # Same default as training.models.cache_root (store may not import training).
+    env = os.environ.get("COI_MODEL_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "coi-studio" / "models"
+
+
+def _resolved(paths: list[Path]) -> tuple[Path, ...]:
+    return tuple(dict.fromkeys(p.resolve() for p in paths))
+
+
+@dataclass(frozen=True)
+class PathPolicy:
+    """Where user-typed paths may point.
+
+    Args:
+        data_roots: Directories for imports, outputs and reports (resolved).
+        model_roots: Directories for base models and adapters (resolved).
+        allow_any: True turns confinement off (``COI_ALLOW_ANY_PATH=1``).
+    """
+
+    data_roots: tuple[Path, ...]
+    model_roots: tuple[Path, ...]
+    allow_any: bool = False
+
+    @classmethod
+    def from_env(cls) -> PathPolicy:
+        """The policy of the current environment (read at call time, so tests can change it)."""
+        db_dir = default_db_path().expanduser().resolve().parent
+        data = _roots(os.environ.get(DATA_ENV)) or [PROJECT_ROOT / "data"]
+        models = _roots(os.environ.get(MODEL_ENV)) or [_model_cache(), PROJECT_ROOT / "models"]
+        return cls(
+            data_roots=_resolved([db_dir, *data]),
+            model_roots=_resolved(models),
+            allow_any=os.environ.get(ANY_ENV, "").strip().lower() in ("1", "true", "yes"),
+        )
+
+
+def is_hub_id(name: str) -> bool:
+    """True for a Hugging Face id or registry name that is not an existing local path."""
+    text = name.strip()
+    if not text or text.startswith(("~", ".")) or os.path.isabs(text) or "\\" in text:
+        return False
+    return bool(_HUB_ID.match(text)) and ".." not in text and not Path(text).exists()
+
+
+def _inside(path: Path, roots: tuple[Path, ...]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def _confine(path: str | Path, roots: tuple[Path, ...], what: str, env: str, allow_any: bool) -> Path:
+    text = str(path).strip()
+    if not text or "\x00" in text:
+        raise CoiError(f"The {what} path is empty or invalid", "Type a path inside the allowed folders.")
+    resolved = Path(text).expanduser().resolve()  # follows symlinks, so links out are caught
+    if allow_any or _inside(resolved, roots):
+        return resolved
+    shown = ", ".join(str(r) for r in roots) or "(none)"
+    raise CoiError(
+        f"The {what} path {text} resolves to {resolved}, outside the allowed folders: {shown}",
+        f"Move it inside one of them, or add its folder to ${env} (a {os.pathsep!r}-separated list);"
+        f" ${ANY_ENV}=1 turns the check off.",
+    )
+
+
+def confine_data_path(path: str | Path, policy: PathPolicy | None = None, *, what: str = "data") -> Path:
+    """Resolve a user-typed data path (import file, output or report directory) inside the data roots.
+
+    Raises:
+        CoiError: the resolved path is outside every data root; the message names the path, the
+            roots and the variable that allows it.
+    """
+    policy = policy or PathPolicy.from_env()
+    return _confine(path, policy.data_roots, what, DATA_ENV, policy.allow_any)
+
+
+def confine_model_path(
+    name: str | Path | None, policy: PathPolicy | None = None, *, what: str = "model"
+) -> str | None:
+    """Check a user-typed model or adapter reference; return it unchanged if it is a hub id.
+
+    Local paths must resolve inside a model root or a data root (trained adapters live there);
+    they come back resolved. None and empty names (the registry default) pass as they are.
+
+    Raises:
+        CoiError: a local path outside every allowed root.
+    """
+    if name is None or not str(name).strip() or is_hub_id(str(name)):
+        return name if name is None else str(name)
+    policy = policy or PathPolicy.from_env()
+    roots = policy.model_roots + tuple(r for r in policy.data_roots if r not in policy.model_roots)
+    return str(_confine(name, roots, what, MODEL_ENV, policy.allow_any))
