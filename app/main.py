@@ -10,12 +10,15 @@ import streamlit as st
 # `streamlit run app/main.py` puts app/ on sys.path, not the project root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.auth import require_login  # noqa: E402
 from app.state import init_state  # noqa: E402
 
 PAGES = Path(__file__).parent / "app_pages"
 
 st.set_page_config(page_title="CoI Studio", page_icon="🔗", layout="wide")
 init_state()
+# Before any page: a login when a secret is set, a refusal beyond loopback without one.
+require_login()
 navigation = st.navigation(
     [
         st.Page(PAGES / "data.py", title="Data", icon=":material/upload_file:", default=True),

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app.state import db_path, init_state
+from app.state import db_path, init_state, reviewer_locked
 from app.widgets import guarded
 from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
 from pipeline.status import page_config, save_endpoint
@@ -13,13 +13,21 @@ init_state()
 st.title("Settings")
 with open_db(db_path()) as db:
     saved_reviewer = get_setting(db, "reviewer")
-if saved_reviewer and "reviewer_loaded" not in st.session_state:
+locked = reviewer_locked()
+if saved_reviewer and not locked and "reviewer_loaded" not in st.session_state:
     st.session_state["reviewer"] = saved_reviewer
     st.session_state["reviewer_loaded"] = True
 
 st.subheader("Reviewer")
-name = st.text_input("Your name (recorded on every edit and decision)", value=st.session_state["reviewer"])
-if st.button("Save reviewer name"):
+name = st.text_input(
+    "Your name (recorded on every edit and decision)",
+    value=st.session_state["reviewer"],
+    disabled=locked,
+    help="Fixed by your login." if locked else None,
+)
+if locked:
+    st.caption("You are logged in: edits and decisions are recorded under your login name.")
+elif st.button("Save reviewer name"):
     st.session_state["reviewer"] = name.strip() or st.session_state["reviewer"]
     with open_db(db_path()) as db:
         set_setting(db, "reviewer", st.session_state["reviewer"])

@@ -1,0 +1,85 @@
+"""The login gate before any page (the Streamlit glue; the policy is store.access, tested directly).
+
+Defence in depth: ``run_app.sh`` refuses a non-loopback host without a secret, and this gate refuses to
+show pages in that case too (for a bare ``streamlit run``). With a secret configured, every session logs in
+once: a name and a password (or the token), or ``?token=...`` in the URL for scripted access. The login
+name becomes the reviewer. Secrets are never shown, logged or kept in session state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import streamlit as st
+
+from app.state import set_login_reviewer
+from store import access
+
+FAILED_LOGIN_DELAY_S = 1.0  # slows password guessing in one session; small enough not to annoy
+AUTH_USER = "auth_user"
+
+
+def current_credentials() -> access.Credentials:
+    """The environment's secrets, then Streamlit's (``.streamlit/secrets.toml`` or AppTest's secrets)."""
+    try:
+        secrets = st.secrets.to_dict()
+    except FileNotFoundError:  # no secrets file: Streamlit raises a FileNotFoundError subclass
+        secrets = {}
+    return access.credentials_from(os.environ, secrets)
+
+
+def require_login() -> None:
+    """Stop the script run unless this session may see the pages."""
+    creds = current_credentials()
+    decision = access.gate(st.get_option("server.address"), creds)
+    if decision.action == "open" or st.session_state.get(AUTH_USER):
+        return
+    if decision.action == "refuse":
+        st.title("CoI Studio is locked")
+        st.error(decision.reason, icon=":material/lock:")
+        st.stop()
+    if _token_login(creds):
+        return
+    _login_form(creds)
+    st.stop()
+
+
+def _token_login(creds: access.Credentials) -> bool:
+    """``?token=...`` (and optionally ``&reviewer=NAME``) logs the session in; the token leaves the URL."""
+    token = st.query_params.get("token")
+    if not token:
+        return False
+    name = access.verify_token(creds, token, st.query_params.get("reviewer", ""))
+    del st.query_params["token"]
+    if name is None:
+        time.sleep(FAILED_LOGIN_DELAY_S)
+        st.session_state["auth_failed"] = "The token in the link is wrong."
+        return False
+    _log_in(name)
+    return True
+
+
+def _login_form(creds: access.Credentials) -> None:
+    st.title("CoI Studio: log in")
+    hint = "Your user name" if creds.users else "Your name (recorded on every edit and decision)"
+    with st.form("login"):
+        name = st.text_input(hint, key="login_name")
+        secret = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in")
+    if submitted:
+        reviewer = access.verify_login(creds, name, secret)
+        if reviewer is not None:
+            _log_in(reviewer)
+            st.rerun()
+        time.sleep(FAILED_LOGIN_DELAY_S)
+        st.session_state["auth_failed"] = "Wrong name or password." if name.strip() else "Type your name."
+    failure = st.session_state.pop("auth_failed", None)
+    if failure:
+        st.error(failure, icon=":material/lock:")
+
+
+def _log_in(name: str) -> None:
+    st.session_state.pop("login_password", None)  # keep no secret in session state
+    st.session_state[AUTH_USER] = name
+    set_login_reviewer(name)
