@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth import require_login  # noqa: E402
 from app.state import init_state  # noqa: E402
+from app.widgets import show_error  # noqa: E402
+from store.errors import CoiError  # noqa: E402
 
 PAGES = Path(__file__).parent / "app_pages"
 
@@ -30,4 +32,7 @@ navigation = st.navigation(
         st.Page(PAGES / "settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
     ]
 )
-navigation.run()
+try:
+    navigation.run()
+except CoiError as exc:  # e.g. a corrupt database file: say so in plain words instead of a stack trace
+    show_error(exc)

@@ -1,4 +1,4 @@
-"""`coi init|import|export|version|stats`: the data commands, over the same functions the Data page calls."""
+"""`coi init|import|export|version|stats|db`: the data commands, over the same functions the Data page calls."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
     _register_version(subparsers)
+    _register_db(subparsers)
 
     p = subparsers.add_parser("stats", help="counts of tasks, chains and jobs")
     _db_arg(p)
@@ -80,6 +81,49 @@ def _register_version(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=["jsonl", "hf"], default="jsonl")
     _db_arg(export)
     export.set_defaults(func=cmd_version_export)
+
+
+def _register_db(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("db", help="check, back up or restore the database file")
+    sub = p.add_subparsers(dest="db_command", required=True)
+    check = sub.add_parser("check", help="integrity and foreign-key check, row counts (exit 1 if damaged)")
+    _db_arg(check)
+    check.set_defaults(func=cmd_db_check)
+    backup = sub.add_parser("backup", help="a consistent copy made with SQLite's online backup API")
+    backup.add_argument("out", help="the backup file to write")
+    backup.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _db_arg(backup)
+    backup.set_defaults(func=cmd_db_backup)
+    restore = sub.add_parser("restore", help="replace the database with a backup (stop the app first)")
+    restore.add_argument("backup", help="a file written by `coi db backup`")
+    restore.add_argument("--force", action="store_true", help="replace the existing database file")
+    _db_arg(restore)
+    restore.set_defaults(func=cmd_db_restore)
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    from store.maintenance import check_db
+
+    report = check_db(args.db or default_db_path())
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    from store.maintenance import backup_db
+
+    report = backup_db(args.db or default_db_path(), args.out, force=args.force)
+    print(f"backed up to {args.out}: {'ok' if report.ok else 'DAMAGED'}, " + _pairs(report.counts))
+    return 0 if report.ok else 1
+
+
+def cmd_db_restore(args: argparse.Namespace) -> int:
+    from store.maintenance import restore_db
+
+    target = args.db or default_db_path()
+    report = restore_db(args.backup, target, force=args.force)
+    print(f"restored {target} from {args.backup}: " + _pairs(report.counts))
+    return 0 if report.ok else 1
 
 
 def cmd_version_create(args: argparse.Namespace) -> int:

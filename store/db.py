@@ -115,9 +115,10 @@ def _migrate_once(db: sqlite_utils.Database, key: str) -> None:
         if key in _migrated:
             return
         # Once per process and file: a full read of every page (seconds only for very large files).
-        problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
-            raise sqlite3.DatabaseError("quick_check: " + "; ".join(problems))
+        found = "\n".join(r[0] for r in db.execute("PRAGMA quick_check(5)"))
+        if found != "ok":
+            first = next((line for line in found.splitlines() if not line.startswith("***")), found)
+            raise sqlite3.DatabaseError(f"quick_check found damage: {first}")
         migrations.apply(db)
         _migrated.add(key)
 
