@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.atomic import staged_dir, staged_files
 from store.chains import chain_ids, get_chains
 from store.coi_format import render_record
 from store.errors import CoiError
@@ -110,37 +111,33 @@ def export_chains(
 
 
 def _write_file(path: Path, records: Iterator[dict], *, lines: bool) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    """Write records to a temp file beside ``path``, fsync, rename: ``path`` is whole or untouched."""
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if not lines:
-                f.write("[")
-            for record in records:
-                if lines:
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                else:
-                    # The paper's files use json.dumps defaults: ", " between records, raw UTF-8.
-                    f.write((", " if count else "") + json.dumps(record, ensure_ascii=False))
-                count += 1
-            if not lines:
-                f.write("]")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged_files([path], nothing=f"{path} was left as it was") as (f,):
+        if not lines:
+            f.write("[")
+        for record in records:
+            if lines:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                # The paper's files use json.dumps defaults: ", " between records, raw UTF-8.
+                f.write((", " if count else "") + json.dumps(record, ensure_ascii=False))
+            count += 1
+        if not lines:
+            f.write("]")
     return count
 
 
 def _write_hf(path: Path, records: list[dict]) -> int:
+    """Save a DatasetDict into a temp folder beside ``path``, then swap it in (never half-saved)."""
     import datasets  # lazy: importing datasets costs about a second
 
     if records:
         table = datasets.Dataset.from_list(records)
     else:
         table = datasets.Dataset.from_dict({"instruction": [], "input": [], "output": []})
-    datasets.DatasetDict({"train": table}).save_to_disk(str(path))
+    with staged_dir(path, nothing=f"{path} was left as it was") as tmp:
+        datasets.DatasetDict({"train": table}).save_to_disk(str(tmp))
     return len(records)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import sqlite3
 import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.atomic import staged_dir, staged_files, write_error
 from store.chains import chain_ids, get_chains
 from store.db import utcnow
 from store.errors import CoiError
@@ -105,6 +107,25 @@ def create_version(
     if existing:
         return existing[0]
     sizes = {k: len(v) for k, v in splits.items()}
+    try:
+        return _insert_version(db, name, digest, spec, sizes, splits, created_by)
+    except sqlite3.OperationalError as exc:
+        if not _disk_full(exc):
+            raise
+        raise write_error(
+            "the database", exc, nothing="the transaction was rolled back and no version was registered"
+        ) from exc
+
+
+def _disk_full(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "full" in text or "disk i/o" in text
+
+
+def _insert_version(
+    db, name: str, digest: str, spec: SplitSpec, sizes: dict, splits: dict, created_by: str
+) -> int:
+    """The version row and all its records in one transaction: a version is registered whole or not at all."""
     with db.atomic():
         vid = db.execute(
             """INSERT INTO dataset_versions (name, content_hash, filter, split_sizes, created_by, created_at)
@@ -208,14 +229,12 @@ def export_version_jsonl(db: sqlite_utils.Database, version_id: int, out_dir: st
     """
     _require(db, version_id)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split in VERSION_SPLITS:
-        path = out / f"{split}.jsonl"
-        with path.open("w", encoding="utf-8") as f:
+    paths = {split: out / f"{split}.jsonl" for split in VERSION_SPLITS}
+    # Both splits go to temp files first; they replace the targets only once both are complete.
+    with staged_files(list(paths.values())) as files:
+        for split, f in zip(paths, files):
             for record in version_records(db, version_id, split):
                 f.write(json.dumps({k: record[k] for k in PAPER_KEYS}, ensure_ascii=False) + "\n")
-        paths[split] = path
     return paths
 
 
@@ -247,7 +266,8 @@ def export_version_hf(db: sqlite_utils.Database, version_id: int, out_dir: str |
         columns = {k: [row[k] for row in rows] for k in _HF_KEYS}
         splits[split] = datasets.Dataset.from_dict(columns, features=features)
     path = Path(out_dir)
-    datasets.DatasetDict(splits).save_to_disk(str(path))
+    with staged_dir(path) as tmp:  # a half-saved DatasetDict never appears at ``path``
+        datasets.DatasetDict(splits).save_to_disk(str(tmp))
     return path
 
 
@@ -271,7 +291,10 @@ def version_zip(db: sqlite_utils.Database, version_id: int, fmt: str) -> bytes:
             export_version_jsonl(db, version_id, target)
         else:
             export_version_hf(db, version_id, target)
-        return zip_directory(target)
+        try:
+            return zip_directory(target)
+        except OSError as exc:
+            raise write_error(target, exc) from exc
 
 
 def selectable_counts(db: sqlite_utils.Database, spec: SplitSpec) -> dict[str, int]:
