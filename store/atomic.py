@@ -52,7 +52,7 @@ def staged_files(paths: list[Path], *, nothing: str = "nothing was written") -> 
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temps.append(tmp)
-            handles.append(os.fdopen(fd, "w", encoding="utf-8"))
+            handles.append(_open_temp(fd))
         yield handles
         for f in handles:
             f.flush()
@@ -68,6 +68,11 @@ def staged_files(paths: list[Path], *, nothing: str = "nothing was written") -> 
         if is_write_failure(exc):
             raise write_error(paths[0] if len(paths) == 1 else paths[0].parent, exc, nothing=nothing) from exc
         raise
+
+
+def _open_temp(fd: int) -> TextIO:
+    # A seam: the fault tests swap in a file that fails part-way, like a disk filling up.
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _close_quietly(f: TextIO) -> None:
