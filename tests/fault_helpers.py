@@ -1,0 +1,142 @@
+"""Helpers of the kill-and-restart fault tests: a stand-in app process, row snapshots, page openers.
+
+A *stand-in app* is a separate Python process that submits a job through the same function the
+page calls (``launch_batch``, ``training.queue.submit``, ``submit_eval``) and then idles like a
+running app. Killing it with SIGKILL is the app crashing: the job, started in its own session, must
+not notice. A *snapshot* is every row of a table keyed the way its uniqueness is defined, read with a
+fresh connection, so "lost" and "duplicated" are plain dict and count comparisons.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from store.db import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each table's identity (what must never repeat) and the columns a loss or rewrite would change.
+TABLES = {
+    "chains": ("SELECT content_hash, id FROM chains", None),
+    "steps": ("SELECT chain_id, position, id, output, origin FROM steps", 2),
+    "edits": ("SELECT id, chain_id, position, field, new FROM edits", 1),
+    "compositions": ("SELECT key, id FROM compositions", None),
+    "llm_calls": ("SELECT key, id, response FROM llm_calls", None),
+}
+
+
+def rows(db_path: Path, sql: str, params: list | tuple = ()) -> list[tuple]:
+    db = connect(db_path)
+    try:
+        return db.execute(sql, list(params)).fetchall()
+    finally:
+        db.conn.close()
+
+
+def snapshot(db_path: Path, sql: str, key_len: int = 1) -> dict:
+    """{key: rest of the row}; raises if a key repeats (a duplicate)."""
+    out: dict = {}
+    for row in rows(db_path, sql):
+        key = row[:key_len] if key_len > 1 else row[0]
+        assert key not in out, f"duplicate row for {key}: {sql}"
+        out[key] = row[key_len:]
+    return out
+
+
+def table_snapshots(db_path: Path) -> dict[str, dict]:
+    return {name: snapshot(db_path, sql, key_len or 1) for name, (sql, key_len) in TABLES.items()}
+
+
+def assert_kept(before: dict, after: dict, what: str) -> None:
+    """Every row of ``before`` is in ``after`` with the same values (nothing lost or rewritten)."""
+    lost = [k for k in before if k not in after]
+    changed = [k for k in before if k in after and after[k] != before[k]]
+    assert not lost, f"{what}: {len(lost)} saved rows lost, e.g. {lost[:3]}"
+    assert not changed, f"{what}: {len(changed)} saved rows rewritten, e.g. {changed[:3]}"
+
+
+def wait(predicate, timeout: float = 180.0, step: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+STAND_IN = r"""
+import sys, time
+sys.path.insert(0, {root!r})
+from store.db import connect
+db = connect()
+{body}
+print(f"JOB {{job_id}}", flush=True)
+time.sleep(600)  # an app idling while its job runs
+"""
+
+
+def start_stand_in_app(body: str, env: dict, log: Path) -> tuple[subprocess.Popen, int]:
+    """Run ``body`` (which must set ``job_id``) in a separate process; return it and the job id."""
+    code = STAND_IN.format(root=str(ROOT), body=body)
+    out = log.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+    )
+    job_line = wait(
+        lambda: (
+            next((ln for ln in log.read_text().splitlines() if ln.startswith("JOB ")), None)
+            or (proc.poll() is not None and _died(proc, log))
+        ),
+        timeout=120,
+        what="the stand-in app to submit its job",
+    )
+    return proc, int(job_line.split()[1])
+
+
+def _died(proc: subprocess.Popen, log: Path):
+    raise AssertionError(f"the stand-in app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+
+def crash(proc: subprocess.Popen) -> None:
+    """SIGKILL the process (no cleanup, no atexit: a crash) and reap it."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def crash_group(pid: int) -> None:
+    """SIGKILL a job's whole process group, as a machine crash or the OOM killer would."""
+    from training.jobs import group_alive
+
+    os.killpg(pid, signal.SIGKILL)
+    wait(lambda: not group_alive(pid), timeout=20, what="the killed group to go")
+
+
+def open_page(page: str, *, via_main: bool = False) -> AppTest:
+    """A fresh AppTest of a page: what a restarted app shows on load (no session state survives)."""
+    if via_main:
+        at = AppTest.from_file("../app/main.py", default_timeout=60)
+        at.run()
+        at.switch_page(f"app_pages/{page}.py")
+    else:
+        at = AppTest.from_file(f"../app/app_pages/{page}.py", default_timeout=60)
+    at.session_state["reviewer"] = "fault-tester"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def page_text(at: AppTest) -> str:
+    """Every piece of text a page shows, joined (for plain 'does it say X' checks)."""
+    parts = []
+    for kind in ("title", "subheader", "text", "caption", "error", "success", "info", "warning", "code"):
+        parts += [str(e.value) for e in at.get(kind)]
+    parts += [e.proto.text for e in at.get("progress")]
+    return "\n".join(parts)
