@@ -71,6 +71,8 @@ def active_runs() -> None:
 
     with open_db(db_path()) as db:
         jobs = [refresh(db, j.id) for j in list_jobs(db, kind="eval", statuses=["queued", "running"])]
+    if not any(j.active for j in jobs):
+        st.rerun()  # the last run ended: rerun the whole page so its report shows without a reload
     for job in jobs:
         st.progress(job.progress, text=f"#{job.id} {job.name}: {job.message}")
         if st.button("Cancel", key=f"cancel_{job.id}"):
