@@ -18,15 +18,29 @@ from store import access
 
 FAILED_LOGIN_DELAY_S = 1.0  # slows password guessing in one session; small enough not to annoy
 AUTH_USER = "auth_user"
+API_KEY_ENV = "OPENAI_API_KEY"
 
 
-def current_credentials() -> access.Credentials:
-    """The environment's secrets, then Streamlit's (``.streamlit/secrets.toml`` or AppTest's secrets)."""
+def streamlit_secrets() -> dict:
+    """Streamlit's secrets (``.streamlit/secrets.toml``, or AppTest's), {} when there are none.
+
+    An ``OPENAI_API_KEY`` there is exported to this process's environment unless one is set already
+    (Streamlit does so for a secrets file; this does it for every source), so the pipeline finds it
+    the way it finds the environment variable, and jobs get it through their environment only.
+    """
     try:
         secrets = st.secrets.to_dict()
     except FileNotFoundError:  # no secrets file: Streamlit raises a FileNotFoundError subclass
-        secrets = {}
-    return access.credentials_from(os.environ, secrets)
+        return {}
+    key = secrets.get(API_KEY_ENV)
+    if isinstance(key, str) and key and not os.environ.get(API_KEY_ENV):
+        os.environ[API_KEY_ENV] = key
+    return secrets
+
+
+def current_credentials() -> access.Credentials:
+    """The environment's secrets, then Streamlit's."""
+    return access.credentials_from(os.environ, streamlit_secrets())
 
 
 def require_login() -> None:

@@ -26,7 +26,6 @@ from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
 from tests.training_helpers import make_version, tiny_config, wait_for
 from training.queue import submit
 
-pytestmark = pytest.mark.slow
 ENV_KEY = f"sk-test-env-{uuid.uuid4().hex}"
 PAGE_KEY = f"sk-test-page-{uuid.uuid4().hex}"
 
@@ -119,6 +118,7 @@ def files_holding(root: Path, secrets: list[str]) -> list[str]:
     return hits
 
 
+@pytest.mark.slow
 def test_no_api_key_in_any_file_after_generate_train_eval_export(
     db, db_path, tmp_path, tiny_model_dir, contained, auth_headers
 ):
@@ -148,3 +148,21 @@ def test_the_grep_finds_a_key_that_was_written(tmp_path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "job-1.log").write_text(f"Authorization: Bearer {ENV_KEY}\n")
     assert files_holding(tmp_path, [ENV_KEY, PAGE_KEY]) == [f"logs/job-1.log: {ENV_KEY[:12]}..."]
+
+
+def test_a_key_in_streamlit_secrets_reaches_the_endpoint_and_no_file(db, tmp_path, monkeypatch, auth_headers):
+    """``OPENAI_API_KEY`` in secrets.toml works like the environment variable (Streamlit exports root keys)."""
+    key = f"sk-test-secrets-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", "placeholder")
+    monkeypatch.delenv("OPENAI_API_KEY")  # recorded, so Streamlit's export of the secret is undone after
+    with fake.ScriptedLLMServer(responder=lambda body: "OK") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        at = AppTest.from_file("../app/main.py", default_timeout=60)
+        at.secrets["OPENAI_API_KEY"] = key
+        at.run()
+        at.switch_page("app_pages/generate.py").run()
+        at.button(key="gen_test_connection").click().run()
+        assert not at.exception, at.exception
+    assert any("It answered: 'OK'" in m.value for m in at.success)
+    assert auth_headers == [f"Bearer {key}"]
+    assert files_holding(tmp_path, [key]) == []
