@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from app.state import set_login_reviewer
+from app.widgets import show_error
 from store import access
+from store.errors import CoiError
 
 FAILED_LOGIN_DELAY_S = 1.0  # slows password guessing in one session; small enough not to annoy
 AUTH_USER = "auth_user"
@@ -30,7 +33,9 @@ def streamlit_secrets() -> dict:
     """
     try:
         secrets = st.secrets.to_dict()
-    except FileNotFoundError:  # no secrets file: Streamlit raises a FileNotFoundError subclass
+    except FileNotFoundError:  # Streamlit raises a FileNotFoundError subclass for a missing or bad file
+        # A file that exists but does not parse must lock the app, not open it as if there were none.
+        access.read_secrets([Path(p) for p in st.get_option("secrets.files")])
         return {}
     key = secrets.get(API_KEY_ENV)
     if isinstance(key, str) and key and not os.environ.get(API_KEY_ENV):
@@ -45,7 +50,12 @@ def current_credentials() -> access.Credentials:
 
 def require_login() -> None:
     """Stop the script run unless this session may see the pages."""
-    creds = current_credentials()
+    try:
+        creds = current_credentials()
+    except CoiError as exc:  # a broken secrets file: fail closed
+        st.title("CoI Studio is locked")
+        show_error(exc)
+        st.stop()
     decision = access.gate(st.get_option("server.address"), creds)
     if decision.action == "open" or st.session_state.get(AUTH_USER):
         return

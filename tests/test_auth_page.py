@@ -128,3 +128,16 @@ def test_login_names_the_reviewer_of_every_edit_and_the_name_inputs_are_read_onl
     authors = {e.author for e in chain_history(db, cid)}
     assert authors == {"alice"}
     assert get_chain(db, cid).steps[0].output == "out one"
+
+
+def test_a_secrets_file_that_does_not_parse_locks_the_app(tmp_path):
+    bad = tmp_path / "secrets.toml"
+    bad.write_text('password = "unterminated\n')
+    before = st_config.get_option("secrets.files")
+    st_config.set_option("secrets.files", [str(bad)])
+    try:
+        at = start()
+    finally:
+        st_config.set_option("secrets.files", before)
+    assert titles(at) == ["CoI Studio is locked"]
+    assert "is not valid TOML" in at.error[0].value and "unterminated" not in at.error[0].value
