@@ -147,13 +147,12 @@ def test_train_submit_refuses_output_dir_and_model_outside(db, confined_env, tin
     assert list_jobs(db, kind="train") == []
 
 
-def test_train_job_checks_paths_again_before_loading(db, confined_env, monkeypatch):
+def test_train_job_checks_paths_again_before_loading(db, confined_env):
     _, _, outside = confined_env
     vid = make_version(db)
     # A row written behind submit's back (an old config, or a changed policy).
     cfg = tiny_config("gemma-3-270m", vid, output_dir=str(outside / "run"))
     job_id = create_job(db, "train", cfg.to_dict(), name="sneaky")
-    monkeypatch.setenv("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0")  # train() sets it; restored after the test
     with pytest.raises(CoiError, match="outside the allowed folders"):
         train(job_id, write=False)
     assert not (outside / "run").exists()

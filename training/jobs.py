@@ -24,6 +24,7 @@ from store.db import connect, default_db_path, utcnow
 from store.errors import CoiError
 from store.job_queue import requeue
 from store.jobs import Job, finish_job, get_job, update_job
+from training.safe_load import force_weights_only
 
 # Popen objects of children started by this process, so they are reaped (no zombies) when they end.
 _children: dict[int, subprocess.Popen] = {}
@@ -262,6 +263,7 @@ def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
     ends it as 'failed' with the traceback, which also goes to the log.
     """
     signal.signal(signal.SIGTERM, _raise_cancelled)
+    force_weights_only()  # a job never unpickles arbitrary objects, whatever a library asks torch.load
     db = connect()
     update_job(db, job_id, status="running", pid=os.getpid(), heartbeat_at=utcnow())
     try:

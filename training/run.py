@@ -272,7 +272,6 @@ def train(job_id: int, *, write: bool = True) -> dict:
     job = get_job(db, job_id)
     cfg = TrainConfig.from_dict(job.config)
     log(f"Training job {job_id} (rank {rank()}), config:\n{json.dumps(cfg.to_dict(), indent=2)}")
-    force_weights_only()  # every torch.load in this process (optimizer/scheduler/RNG states) is weights-only
     out_dir = confine_paths(cfg, job_id)  # again here: the policy may have changed since submit
     precision = resolve_precision(cfg.precision, cfg.num_gpus)
     version_id, records = load_records(db, cfg)
@@ -338,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.run")
     parser.add_argument("--job", type=int, required=True, help="The training job's id.")
     args = parser.parse_args(argv)
+    force_weights_only()  # every torch.load here (optimizer/scheduler/RNG states) is weights-only, all ranks
     if rank() != 0:  # other ranks of a multi-GPU launch: train, never touch the job row
         train(args.job, write=False)
         return 0

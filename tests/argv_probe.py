@@ -1,0 +1,30 @@
+"""A job entry point for tests: records the argv and the job config it received, runs nothing else.
+
+``python -m tests.argv_probe --job ID [ARGS...]`` records its argv, its job config and whether torch.load
+is forced weights-only as the job's result, so a test can check that strings full of shell
+metacharacters arrive literally.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from store.db import connect
+from store.jobs import get_job
+from training.jobs import run_as_job
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    job_id = int(args[args.index("--job") + 1])
+
+    def body(jid: int) -> dict:
+        forced = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+        return {"argv": args, "config": get_job(connect(), jid).config, "weights_only": forced}
+
+    return run_as_job(job_id, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
