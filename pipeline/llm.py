@@ -332,6 +332,8 @@ class LLMClient:
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 break
         outcome.latency_ms = (self._clock() - started) * 1000
+        if outcome.error and self.config.api_key:  # some servers echo the key they refused
+            outcome.error = outcome.error.replace(self.config.api_key, "[API key]")
         return outcome
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

@@ -166,3 +166,32 @@ def test_a_key_in_streamlit_secrets_reaches_the_endpoint_and_no_file(db, tmp_pat
     assert any("It answered: 'OK'" in m.value for m in at.success)
     assert auth_headers == [f"Bearer {key}"]
     assert files_holding(tmp_path, [key]) == []
+
+
+@pytest.fixture
+def echoing_server(monkeypatch):
+    """A server that refuses every completion with a 401 whose message echoes the key it got (some proxies do)."""
+    make_handler = fake._make_handler
+
+    def echoing(server):
+        class Handler(make_handler(server)):
+            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                got = self.headers.get("Authorization", "")
+                self._send_json(401, {"error": {"message": f"Incorrect API key provided: {got}"}})
+
+        return Handler
+
+    monkeypatch.setattr(fake, "_make_handler", echoing)
+
+
+def test_a_key_echoed_in_an_error_is_redacted(db, db_path, tmp_path, contained, echoing_server, capsys):
+    insert_test_tasks(db)
+    with fake.ScriptedLLMServer() as server:
+        args = ["generate", "--db", str(db_path), "--base-url", server.base_url, "--model", "m", "-n", "2"]
+        coi(args)
+    out = capsys.readouterr()
+    errors = [r[0] for r in db.execute("SELECT error FROM llm_calls WHERE error IS NOT NULL")]
+    assert errors and all("Incorrect API key provided" in e for e in errors)
+    assert ENV_KEY not in out.out + out.err
+    assert files_holding(tmp_path, [ENV_KEY]) == []
