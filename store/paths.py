@@ -13,6 +13,12 @@ must land inside a configured root:
 Both variables are ``os.pathsep``-separated lists. ``COI_ALLOW_ANY_PATH=1`` turns the check off.
 Hugging Face ids (``org/name``) and registry names (``gemma-3-270m``) that are not existing paths
 are not paths: they pass unchanged.
+
+Where it applies: training (base model, output directory) and eval (base model, adapter) at
+submit, from the pages and ``coi train`` / ``coi eval`` alike, and again in the job process before
+it loads anything (a job cannot tell who queued it); the Data page's typed import path. The CLI's
+own file arguments (``coi import PATH``, ``coi export``, ``coi version export``, ``coi eval --out``)
+are not confined: they run as the local shell user, who can already read and write those files.
 """
 
 from __future__ import annotations

@@ -158,6 +158,18 @@ def test_train_job_checks_paths_again_before_loading(db, confined_env):
     assert not (outside / "run").exists()
 
 
+def test_coi_train_applies_the_policy_too(db, db_path, confined_env, capsys):
+    from cli import main
+
+    _, _, outside = confined_env
+    vid = make_version(db)
+    argv = ["train", "--db", str(db_path), "--version", str(vid), "--output-dir", str(outside / "run")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "outside the allowed folders" in err and "COI_DATA_ROOT" in err
+    assert list_jobs(db, kind="train") == []
+
+
 # ---- eval: at submit and in the job ---------------------------------------------------------------
 
 
