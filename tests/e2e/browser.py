@@ -140,9 +140,22 @@ def chromium_page(width: int = 1500, height: int = 1300) -> Iterator:
 
 
 def shot(page, name: str) -> Path:
-    """Save a full-page screenshot as tests/e2e/artifacts/<name>.png."""
+    """Save a screenshot of the whole page as tests/e2e/artifacts/<name>.png.
+
+    Streamlit scrolls inside its main container, not the document, so Playwright's ``full_page`` would
+    only catch the viewport: the viewport is stretched to the content's height for the shot instead.
+    """
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return m ? m.scrollHeight : document.body.scrollHeight; }"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
+    try:
+        page.screenshot(path=str(path))
+    finally:
+        page.set_viewport_size(size)
     return path
 
 

@@ -110,6 +110,14 @@ def wait_job(db_path: Path, job_id: int, timeout: float = JOB_WAIT / 1000) -> st
     return status
 
 
+def timed(stage: str, fn, *args):
+    """Run one stage and print how long it took (shown with ``pytest -s``)."""
+    t0 = time.monotonic()
+    result = fn(*args)
+    print(f"stage {stage}: {time.monotonic() - t0:.1f}s")
+    return result
+
+
 @contextlib.contextmanager
 def screenshot_on_failure(page):
     try:
@@ -289,17 +297,16 @@ def charts(page) -> None:
 
 
 def test_full_loop_in_the_browser(app, llm_server, tmp_path, db_path, tiny_model_dir):
-    started = time.monotonic()
-    url = app
+    started, url = time.monotonic(), app
     with chromium_page() as page, screenshot_on_failure(page):
-        task_ids = import_file(page, url, tmp_path, db_path)
-        set_endpoint(page, url, db_path, llm_server.base_url)
-        chain_id = generate(page, url, db_path, task_ids, llm_server)
-        review(page, url, db_path, chain_id)
-        freeze_version(page, url, db_path)
-        train_job = train(page, url, db_path, tiny_model_dir)
-        evaluate(page, url, db_path, train_job)
-        charts(page)
+        task_ids = timed("import", import_file, page, url, tmp_path, db_path)
+        timed("settings", set_endpoint, page, url, db_path, llm_server.base_url)
+        chain_id = timed("generate", generate, page, url, db_path, task_ids, llm_server)
+        timed("review", review, page, url, db_path, chain_id)
+        timed("freeze", freeze_version, page, url, db_path)
+        train_job = timed("train", train, page, url, db_path, tiny_model_dir)
+        timed("evaluate", evaluate, page, url, db_path, train_job)
+        timed("charts", charts, page)
         dialogs = page.dialogs
     assert dialogs == []
     print(f"full loop: {time.monotonic() - started:.0f}s in the browser")
