@@ -17,16 +17,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from store.errors import CoiError
+
 JOINT = " and then "
 PROMPT_HEADER = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request."
 )
 # Leading whitespace belongs to the separator so step outputs come out stripped on the left of markers.
+# At most 9 digits: int() of a longer run can blow Python's digit limit (a ValueError on any text).
 MARKER_RE = re.compile(
-    r"\s*Task\s*(\d+)\s*output(?:\s*and\s*task\s*(\d+)\s*input)?\s*:[ \t]*",
+    r"\s*Task\s*(\d{1,9})\s*output(?:\s*and\s*task\s*(\d+)\s*input)?\s*:[ \t]*",
     re.IGNORECASE,
 )
+# Step numbers above this never set the inferred chain length ("Task 999999999 output:" in a model's
+# text must not allocate a billion steps); they are reported as unexpected step numbers instead.
+MAX_STEPS = 100
 
 
 @dataclass
@@ -93,7 +99,7 @@ def parse_output(text: str, n_steps: int | None = None) -> ParsedOutput:
     text = text or ""
     matches = list(MARKER_RE.finditer(text))
     numbers = [int(m.group(1)) for m in matches]
-    n = n_steps if n_steps is not None else (max(numbers) if numbers else 1)
+    n = n_steps if n_steps is not None else max([1, *(k for k in numbers if k <= MAX_STEPS)])
     if not matches:
         return _unmarked(text, n)
     if numbers == list(range(1, n + 1)):
@@ -177,7 +183,11 @@ def parse_record(record: dict) -> ParsedRecord:
 
     Records that cannot be split cleanly still come back whole: ``issues`` says why, and
     ``format["raw"]`` keeps the original record so an unchanged chain exports exactly.
+
+    Raises:
+        CoiError: if instruction, input or output is neither a string nor missing/None.
     """
+    _check_text_fields(record)
     parsed = parse_output(record.get("output") or "")
     instructions = split_instruction(record.get("instruction") or "")
     n = len(parsed.outputs)
@@ -189,6 +199,16 @@ def parse_record(record: dict) -> ParsedRecord:
     if issues:
         fmt["raw"] = {k: record.get(k) for k in ("instruction", "input", "output")}
     return ParsedRecord(instructions, record.get("input") or "", parsed.outputs, fmt, issues)
+
+
+def _check_text_fields(record: dict) -> None:
+    for key in ("instruction", "input", "output"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            raise CoiError(
+                f"CoI record field {key!r} must be a string, got {type(value).__name__}",
+                "Each record needs instruction, input and output as text.",
+            )
 
 
 def _fit_instructions(parts: list[str], n: int) -> list[str]:

@@ -36,6 +36,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "name": ("name", "task_name", "task", "id"),
 }
 REQUIRED = ("instruction", "output")
+# Deeper JSON than this is refused: Python's json and our hashing recurse, and no task needs it.
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -181,8 +183,15 @@ def parse_jsonl(text: str, name: str) -> list[tuple[str, dict]]:
                 f"{name}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})",
                 "Fix or remove that line; each line must be one JSON object.",
             ) from exc
+        except (RecursionError, ValueError) as exc:  # nesting past Python's stack, or a 5000-digit number
+            raise _unreadable_json(name, f"line {number}", exc) from exc
         out.append((f"line {number}", _as_object(value, f"line {number}", name)))
     return out
+
+
+def _unreadable_json(name: str, where: str, exc: BaseException) -> CoiError:
+    what = "is nested too deeply" if isinstance(exc, RecursionError) else f"cannot be read ({exc})"
+    return CoiError(f"{name}: the JSON at {where} {what}", "Fix that record; import plain objects of text.")
 
 
 def parse_json_array(text: str, name: str) -> list[tuple[str, dict]]:
@@ -194,20 +203,52 @@ def parse_json_array(text: str, name: str) -> list[tuple[str, dict]]:
             f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})",
             "A .json file must hold one JSON array of objects; use .jsonl for one object per line.",
         ) from exc
+    except (RecursionError, ValueError) as exc:
+        raise _unreadable_json(name, "the top level", exc) from exc
     if not isinstance(value, list):
         raise CoiError(f"{name}: expected a JSON array of objects, got {type(value).__name__}", "")
     return [(f"record {i}", _as_object(v, f"record {i}", name)) for i, v in enumerate(value, 1)]
 
 
 def _as_object(value: Any, where: str, name: str) -> dict:
+    """The record, checked: a JSON object, not too deep, and text SQLite can store (no lone surrogates)."""
     if not isinstance(value, dict):
         raise CoiError(f"{name}: {where} is a {type(value).__name__}, not a JSON object", "")
+    if _depth(value) > MAX_DEPTH:
+        raise CoiError(
+            f"{name}: {where} is nested more than {MAX_DEPTH} levels deep", "Import plain objects of text."
+        )
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise CoiError(
+            f"{name}: {where} holds a lone surrogate ({bad}), which is not valid Unicode text",
+            "A JSON escape such as \\ud800 must be part of a surrogate pair; fix that text.",
+        ) from exc
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest (iterative, so it cannot overflow the stack itself)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def parse_csv(text: str, name: str) -> list[tuple[str, dict]]:
     """CSV (TSV for .tsv) with a header row. Rows with too few or too many fields are errors naming the row."""
     delimiter = "\t" if name.lower().endswith(".tsv") else ","
+    # A field may be as long as the file (the size limit was checked); csv's default stops at 128 KiB.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = reader.fieldnames or []
     out = []
