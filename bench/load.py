@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
     parser.add_argument("--chains", type=int, default=100_000, help="chains in the database")
     args = parser.parse_args()
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="coi-bench-load-") as tmp:
         path = Path(tmp) / "load.db"
         build(path, args.chains)
@@ -83,6 +84,7 @@ def main() -> None:
     lost = page.audit.lost_edits + store.audit.lost_edits
     p, s = page.latency(), store.latency()
     print(f"page save vs the store function alone: {p['p50'] / s['p50']:.1f}x the p50 latency")
+    print(f"whole bench: {time.perf_counter() - t0:.0f}s")
     print(
         f"RESULT lost_edits={lost} p50_ms={p['p50']:.1f} p95_ms={p['p95']:.1f} max_ms={p['max']:.1f} "
         f"saves={page.saves} conflicts={page.total('conflicts')} retries={page.total('retries')} "

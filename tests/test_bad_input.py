@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 
 import pytest
@@ -22,8 +23,9 @@ from store.coi_format import parse_output, parse_record, render_output
 from store.errors import CoiError
 from store.importers import MAX_DEPTH, ImportOptions, import_file
 
+# COI_SWEEP_EXAMPLES=2000 runs a deeper sweep by hand; CI keeps the bounded default.
 BOUNDED = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("COI_SWEEP_EXAMPLES", "60")),
     deadline=None,
     derandomize=True,
     database=None,
