@@ -24,7 +24,7 @@ def protected_app(tmp_path, db_path):
         env.pop(name, None)
     log_path = tmp_path / "run_app.log"
     cmd = ["./run_app.sh", "--host", "0.0.0.0", "--port", str(port)]
-    with serve(cmd, env, log_path) as url:
+    with serve(cmd, env, log_path, timeout=180) as url:
         yield url, log_path
 
 
@@ -38,23 +38,23 @@ def test_public_server_is_locked_until_the_right_password(protected_app):
     url, log_path = protected_app
     with chromium_page(1300, 900) as page:
         page.goto(url + "/review")  # a deep link is locked too
-        page.get_by_text("CoI Studio: log in").first.wait_for(timeout=30_000)
-        page.get_by_role("button", name="Log in").first.wait_for(timeout=30_000)
+        page.get_by_text("CoI Studio: log in").first.wait_for(timeout=90_000)
+        page.get_by_role("button", name="Log in").first.wait_for(timeout=60_000)
         assert page.get_by_role("heading", name="Review").count() == 0
         assert page.get_by_role("link", name="Data").count() == 0  # no navigation before the login
         shot(page, "auth_locked")
 
         submit(page, "alice", "not-the-password")
-        page.get_by_text("Wrong name or password.").first.wait_for(timeout=20_000)
+        page.get_by_text("Wrong name or password.").first.wait_for(timeout=45_000)
         assert page.get_by_role("heading", name="Data").count() == 0
 
         submit(page, "alice", PASSWORD)
-        page.get_by_role("heading", name="Data").first.wait_for(timeout=30_000)
+        page.get_by_role("heading", name="Data").first.wait_for(timeout=60_000)
         page.get_by_role("link", name="Settings").first.click()
-        page.get_by_role("heading", name="Settings").first.wait_for(timeout=30_000)
+        page.get_by_role("heading", name="Settings").first.wait_for(timeout=60_000)
         name_box = page.get_by_role("textbox", name="Your name (recorded on every edit and decision)")
         assert name_box.input_value() == "alice" and name_box.is_disabled()
-        page.get_by_text("You are logged in").first.wait_for(timeout=20_000)
+        page.get_by_text("You are logged in").first.wait_for(timeout=45_000)
         shot(page, "auth_open")
         assert PASSWORD not in page.content()
         assert page.dialogs == []
