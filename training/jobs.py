@@ -154,7 +154,7 @@ def _is_zombie(pid: int) -> bool:
 def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
     """Re-attach to a job: a 'running' job whose process is gone becomes 'failed' with its log tail."""
     job = get_job(db, job_id)
-    if job is None or job.status != "running" or is_alive(job.pid):
+    if job is None or job.status != "running" or (is_alive(job.pid) and runs_job(job.pid, job_id)):
         return job
     time.sleep(0.2)  # the child may be writing its own final status right now
     job = get_job(db, job_id)
@@ -165,12 +165,30 @@ def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
     return job
 
 
+def runs_job(pid: int, job_id: int) -> bool:
+    """False when ``pid`` now belongs to another program (pids are reused, e.g. after a reboot).
+
+    Every job process runs ``... -m <module> --job ID`` (an accelerate launcher passes it on too).
+    Without /proc (not Linux) the pid is trusted.
+    """
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    if not any(args):  # mid-exec (the new image's arguments are not set up yet): trust it
+        return True
+    if b"--job" not in args:
+        return False
+    i = args.index(b"--job")
+    return i + 1 < len(args) and args[i + 1] == str(job_id).encode()
+
+
 def cancel(db: sqlite_utils.Database, job_id: int, *, grace_s: float = 5.0) -> Job | None:
     """Kill the job's whole process group (SIGTERM, then SIGKILL) and mark it cancelled."""
     job = get_job(db, job_id)
     if job is None or not job.active:
         return job
-    if job.pid and is_alive(job.pid):
+    if job.pid and is_alive(job.pid) and runs_job(job.pid, job_id):  # never kill a reused pid's group
         _kill_group(job.pid, grace_s)
     finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
     return get_job(db, job_id)

@@ -1,0 +1,66 @@
+"""Faults: after a machine crash and reboot, a job row may name a pid that now belongs to another
+program. Re-attaching must not take that program for the job (it stays 'running' forever), and
+cancelling must never kill that program's process group."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from store.jobs import create_job, get_job, update_job
+from tests.fault_helpers import wait
+from training.jobs import cancel, group_alive, refresh, runs_job
+
+
+def _started(proc: subprocess.Popen) -> subprocess.Popen:
+    """Wait until the new program's arguments show in /proc (right after exec they are still empty)."""
+    wait(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes(), timeout=10, step=0.01, what="exec")
+    return proc
+
+
+def _stranger() -> subprocess.Popen:
+    """An unrelated long-running process in its own group (the program that got the pid)."""
+    return _started(
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    )
+
+
+def test_a_reused_pid_is_not_taken_for_the_job(db):
+    proc = _stranger()
+    try:
+        job_id = create_job(db, "eval", {}, status="running")
+        update_job(db, job_id, pid=proc.pid)
+        assert not runs_job(proc.pid, job_id)
+        job = refresh(db, job_id)
+        assert job.status == "failed" and job.error.startswith("The process ended")
+        assert proc.poll() is None  # untouched
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_cancel_never_kills_a_reused_pid(db):
+    proc = _stranger()
+    try:
+        job_id = create_job(db, "generate", {}, status="running")
+        update_job(db, job_id, pid=proc.pid)
+        assert cancel(db, job_id, grace_s=0.5).status == "cancelled"
+        assert proc.poll() is None and group_alive(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_real_job_process_is_recognised(db):
+    job_id = create_job(db, "eval", {}, status="running")
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "--job", str(job_id)]
+    proc = _started(subprocess.Popen(argv, start_new_session=True))
+    try:
+        update_job(db, job_id, pid=proc.pid)
+        assert runs_job(proc.pid, job_id) and not runs_job(proc.pid, job_id + 1)
+        assert refresh(db, job_id).status == "running"
+        assert get_job(db, job_id).status == "running"
+    finally:
+        proc.kill()
+        proc.wait()
