@@ -25,7 +25,7 @@ from tests.pipeline_fixtures import make_tasks, pipeline_responder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EDITED = "Edited in the browser: the committee approved the library budget."
-WAIT = 30_000  # ms for a page to show a result of a click
+WAIT = 60_000  # ms for a page to show a result of a click (generous: a loaded 2-core machine is slow)
 JOB_WAIT = 150_000  # ms for a background job (generate / train / eval) to finish
 
 
