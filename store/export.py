@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,22 +156,13 @@ def csv_cell(value: object) -> object:
 
 
 def write_csv(path: str | Path, records: Iterator[dict]) -> int:
-    """Write records as CSV (a header of every key, in first-seen order), replacing ``path`` atomically."""
+    """Write records as CSV (a header of every key, in first-seen order); ``path`` is whole or untouched."""
     rows = list(records)  # the header needs every record's keys (extra imported fields vary)
     header = list(dict.fromkeys(k for r in rows for k in r)) or ["instruction", "input", "output"]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow([csv_cell(h) for h in header])
-            for r in rows:
-                writer.writerow([csv_cell(r.get(k, "")) for k in header])
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged_files([path], nothing=f"{path} was left as it was") as (f,):
+        writer = csv.writer(f, lineterminator="\r\n")  # RFC 4180 row ends; cell text is kept as is
+        writer.writerow([csv_cell(h) for h in header])
+        for r in rows:
+            writer.writerow([csv_cell(r.get(k, "")) for k in header])
     return len(rows)
