@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="Wait for the run, then write the report.")
     p.add_argument("--report", type=int, metavar="RUN_ID", help="Only write the report of an existing run.")
     p.add_argument(
+        "--resume",
+        type=int,
+        metavar="RUN_ID",
+        help="Start a failed or cancelled run again; it keeps the predictions it already saved.",
+    )
+    p.add_argument(
         "--compare", type=int, metavar="RUN_ID", help="Compare with this earlier run in the report."
     )
     p.add_argument("--out", help="Report folder (default: eval/run-<id> beside the database).")
@@ -69,8 +75,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with open_db() as db:
         if args.report is not None:
             return write_run_report(db, args.report, args.out, args.compare, args.threshold)
-        job_id = submit_eval(db, config_from_args(args))
-        print(f"Started eval run #{job_id}.")
+        if args.resume is not None:
+            from eval.run import resume_eval
+
+            resume_eval(db, args.resume)
+            job_id = args.resume
+            print(f"Resumed eval run #{job_id}.")
+        else:
+            job_id = submit_eval(db, config_from_args(args))
+            print(f"Started eval run #{job_id}.")
         if not args.wait:
             print(f"Follow it on the Evaluate page; then `coi eval --report {job_id}` writes the report.")
             return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cli import main as coi
 from eval.config import EvalConfig
 from eval.predict import units
 from eval.run import chunks, pending_records, resume_eval, submit_eval
@@ -143,8 +144,9 @@ def test_the_run_is_killed_mid_eval_then_marked_failed_and_resumed_reusing_saved
     assert job.status == "failed" and not group_alive(job.pid)
     assert job.error.startswith("The process ended unexpectedly"), job.error
 
-    resume_eval(db, run)
-    job = wait(lambda: (j := get_job(db, run)) and not j.active and j, what="the resumed run to end")
+    # Resume headless, as an operator would after the crash: `coi eval --resume RUN --wait`.
+    assert coi(["eval", "--resume", str(run), "--wait", "--db", str(db_path)]) == 0
+    job = get_job(db, run)
     assert job.status == "succeeded", job.error
     after = snapshot(db_path, PREDICTIONS.format(run), 3)
     assert {k: v for k, v in after.items() if k in before} == before  # same ids, same predictions
