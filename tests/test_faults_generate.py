@@ -7,6 +7,7 @@ until the database shows progress (steps done, chains saved) before it kills any
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -15,7 +16,7 @@ from pipeline.run import BatchConfig, launch_batch
 from store.chains import count_chains, get_chain
 from store.jobs import get_job
 from store.review import save_step_output
-from tests.fake_llm_server import ScriptedLLMServer
+from tests.fake_llm_server import ScriptedLLMServer, prompt_text
 from tests.fault_helpers import (
     assert_kept,
     crash,
@@ -31,11 +32,6 @@ from training.jobs import group_alive, is_alive, resume
 
 pytestmark = pytest.mark.slow
 N_CHAINS = 16
-
-
-def _batch(server) -> tuple[BatchConfig, LLMConfig]:
-    llm = LLMConfig(base_url=server.base_url, model="scripted-model", concurrency=2)
-    return BatchConfig(n_chains=N_CHAINS, lengths=(2, 3), seed=5, llm=llm.to_dict()), llm
 
 
 def _no_duplicates(db) -> None:
@@ -81,25 +77,57 @@ def test_the_app_crashes_mid_batch_the_job_goes_on_and_a_restarted_page_re_attac
     _no_duplicates(db)
 
 
+class GatedResponder:
+    """The pipeline responder; once armed, generation prompts after the first ``let_through`` wait for ``release``.
+
+    That parks the job mid-generation (calls in flight, some answers cached) for as long as the test
+    needs: the kill lands there every time, not by timing.
+    """
+
+    def __init__(self, let_through: int) -> None:
+        self.armed, self.let_through, self.passed, self.waiting = False, let_through, 0, 0
+        self.release, self.lock = threading.Event(), threading.Lock()
+
+    def __call__(self, body: dict) -> str:
+        if self.armed and prompt_text(body).startswith("Follow the instruction"):
+            with self.lock:
+                self.passed += 1
+                hold = self.passed > self.let_through
+                self.waiting += hold
+            if hold:
+                self.release.wait(60)
+        return pipeline_responder(body)
+
+
+def _edit_first_step(db, chain_id: int, text: str) -> None:
+    chain = get_chain(db, chain_id)
+    save_step_output(db, chain_id, 1, text, author="rev", expected_version=chain.version)
+
+
 def test_the_job_is_killed_mid_batch_then_marked_failed_and_resumed_without_loss(
     db, db_path, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
     insert_test_tasks(db)
-    with ScriptedLLMServer(responder=pipeline_responder, latency=0.2) as server:
-        batch, llm = _batch(server)
-        job_id = launch_batch(db, batch, llm)
-        wait(lambda: count_chains(db) >= 3, what="the first chains")
-        # A reviewer corrects a saved chain while the batch runs: that edit must survive it all.
-        chain = get_chain(db, db.execute("SELECT min(id) FROM chains").fetchone()[0])
-        save_step_output(
-            db, chain.id, 1, "corrected by a human", author="rev", expected_version=chain.version
+    gate = GatedResponder(let_through=4)
+    with ScriptedLLMServer(responder=gate, latency=0.05) as server:
+        llm = LLMConfig(base_url=server.base_url, model="scripted-model", concurrency=2)
+        first = launch_batch(db, BatchConfig(n_chains=6, seed=1, llm=llm.to_dict()), llm)
+        wait(lambda: not get_job(db, first).active, what="the first batch")
+        old_chains = [r[0] for r in db.execute("SELECT id FROM chains ORDER BY id")]
+        _edit_first_step(db, old_chains[0], "corrected by a human before the batch")
+
+        gate.armed = True
+        job_id = launch_batch(
+            db, BatchConfig(n_chains=N_CHAINS, lengths=(2, 3), seed=5, llm=llm.to_dict()), llm
         )
+        wait(lambda: get_job(db, job_id).done >= 3, what="progress")
+        _edit_first_step(db, old_chains[1], "corrected by a human while the batch runs")
+        wait(lambda: gate.waiting >= 2, what="the job to be parked mid-generation")
         crash_group(get_job(db, job_id).pid)
         assert get_job(db, job_id).status == "running"  # nobody has looked yet
-        saved = count_chains(db)
-        assert 3 <= saved < N_CHAINS, "the kill must land mid-batch"
         before = table_snapshots(db_path)
+        sent_before_kill = server.request_count
 
         at = open_page("generate", via_main=True)  # the restarted app's page load re-attaches
         job = get_job(db, job_id)
@@ -108,22 +136,24 @@ def test_the_job_is_killed_mid_batch_then_marked_failed_and_resumed_without_loss
         assert f"Job {job_id} · failed" in page_text(at)
         assert "The process ended unexpectedly" in page_text(at)
 
-        calls_before_resume = server.request_count
+        gate.release.set()
         resume(db, job_id, "pipeline.run")
         wait(lambda: not get_job(db, job_id).active, what="the resumed job to end")
         job = get_job(db, job_id)
         assert job.status == "succeeded", job.error
+        resumed_requests = server.request_count - sent_before_kill
 
     after = table_snapshots(db_path)
     for table in before:
         assert_kept(before[table], after[table], table)
-    assert count_chains(db) == N_CHAINS and job.result["chains_existing"] >= saved
+    assert job.result["chains_added"] + job.result["chains_existing"] == N_CHAINS
     assert len(after["edits"]) == len(before["edits"]) > 0
-    assert get_chain(db, chain.id).steps[0].output == "corrected by a human"
-    # Cached LLM answers were reused: the resumed run sent fewer requests than the run so far.
-    assert server.request_count - calls_before_resume < calls_before_resume
+    assert get_chain(db, old_chains[0]).steps[0].output == "corrected by a human before the batch"
+    assert get_chain(db, old_chains[1]).steps[0].output == "corrected by a human while the batch runs"
+    # The answers saved before the kill were reused (cache hits), not asked for again.
+    assert job.result["usage"]["cache_hits"] >= gate.let_through
     _no_duplicates(db)
     print(
-        f"generate kill: chains {saved} at the kill -> {count_chains(db)}; rows kept "
+        f"generate kill: {resumed_requests} requests after the resume, {sent_before_kill} before; rows kept "
         + ", ".join(f"{t} {len(before[t])}->{len(after[t])}" for t in before)
     )
