@@ -127,7 +127,7 @@ def test_the_run_is_killed_mid_eval_then_marked_failed_and_resumed_reusing_saved
     db, db_path, tiny_model_dir, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setenv("COI_EVAL_CHUNK_SLEEP", "0.4")
+    monkeypatch.setenv("COI_EVAL_CHUNK_SLEEP", "0.6")
     vid = make_version(db, n_chains=20)
     records = version_records(db, vid, "test")
     run = submit_eval(db, _config(tiny_model_dir, vid))

@@ -1,7 +1,8 @@
 """Faults: kill the app, or the generation job itself, in the middle of a batch; restart; resume.
 
-The LLM is the scripted server on 127.0.0.1 with latency, so kills land mid-batch: each test waits
-until the database shows progress (steps done, chains saved) before it kills anything.
+The LLM is the scripted server on 127.0.0.1. Kills land mid-batch by state, never by a sleep: the
+app-crash test waits until the job row shows progress; the job-kill test parks the job on gated LLM
+answers (some already cached, two in flight) and kills it there.
 """
 
 from __future__ import annotations
