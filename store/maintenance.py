@@ -16,6 +16,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from store.atomic import write_error
 from store.db import corrupt_db_error, is_corruption
 from store.errors import CoiError
 
@@ -173,7 +174,7 @@ def _copy_into_file(source: sqlite3.Connection, out: Path, src: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         if is_corruption(exc):
             raise corrupt_db_error(src, exc) from exc
-        raise _write_error(out, exc) from exc
+        raise write_error(out, exc, nothing=f"{out} was left as it was") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -185,12 +186,3 @@ def _fsync(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_error(out: Path, exc: BaseException) -> CoiError:
-    full = "full" in str(exc).lower() or getattr(exc, "errno", None) in (28, 27)  # ENOSPC, EFBIG
-    what = "the disk is full" if full else f"the write failed ({exc})"
-    return CoiError(
-        f"Could not write {out}: {what}. Nothing was written there.",
-        "Free some disk space or pick another folder, then try again.",
-    )

@@ -200,3 +200,15 @@ def test_a_damaged_backup_is_not_restored(good_db, tmp_path):
 
         restore_db(backup, target, force=True)
     assert check_db(target).ok
+
+
+def test_backup_of_a_damaged_file_says_so(good_db, tmp_path, capsys):
+    header = damaged_copy(good_db, tmp_path, "header")
+    out = tmp_path / "from-header.db"
+    assert coi(["db", "backup", str(out), "--db", str(header)]) == 2
+    assert f"The database file {header} is corrupt" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".from-header.db.*"))  # no temp left behind
+    middle = damaged_copy(good_db, tmp_path, "middle")
+    # Page by page the copy works (it may help a salvage), but it is reported damaged, exit 1.
+    assert coi(["db", "backup", str(tmp_path / "from-middle.db"), "--db", str(middle)]) == 1
+    assert "DAMAGED" in capsys.readouterr().out
