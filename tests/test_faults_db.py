@@ -212,3 +212,30 @@ def test_backup_of_a_damaged_file_says_so(good_db, tmp_path, capsys):
     # Page by page the copy works (it may help a salvage), but it is reported damaged, exit 1.
     assert coi(["db", "backup", str(tmp_path / "from-middle.db"), "--db", str(middle)]) == 1
     assert "DAMAGED" in capsys.readouterr().out
+
+
+def test_m007_keeps_the_newest_of_duplicate_metrics_then_forbids_duplicates(tmp_path):
+    """A database from before m007 (duplicates allowed) migrates to one row per (job, name, step)."""
+    from store import db as store_db
+    from store.jobs import add_metrics, create_job, get_metrics
+
+    path = tmp_path / "old.db"
+    db = connect(path)
+    job = create_job(db, "train", {})
+    db.execute("DROP INDEX idx_metrics_job_name_step")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm007_metrics_unique'")
+    for value in (1.0, 2.0, 3.0):  # the same step logged three times, as a replay could before
+        db.execute(
+            "INSERT INTO metrics (job_id, step, name, value, at) VALUES (?, 5, 'loss', ?, 'x')", [job, value]
+        )
+    db.conn.commit()
+    db.conn.close()
+    store_db._migrated.discard(str(path.resolve()))
+
+    db = connect(path)  # m007 runs again
+    assert [(m["step"], m["value"]) for m in get_metrics(db, job)] == [(5, 3.0)]
+    add_metrics(db, job, 5, {"loss": 4.0})  # an upsert, not a second row
+    assert [(m["step"], m["value"]) for m in get_metrics(db, job)] == [(5, 4.0)]
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("INSERT INTO metrics (job_id, step, name, value, at) VALUES (?, 5, 'loss', 9, 'x')", [job])
+    db.conn.close()
