@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from store.db import connect
@@ -79,7 +80,10 @@ from store.db import connect
 db = connect()
 {body}
 print(f"JOB {{job_id}}", flush=True)
-time.sleep(600)  # an app idling while its job runs
+from store.jobs import get_job
+deadline = time.monotonic() + 300
+while time.monotonic() < deadline and get_job(db, job_id).active:
+    time.sleep(0.2)  # an app idling while its job runs (it leaves once the job ends, if nobody kills it)
 """
 
 
@@ -140,3 +144,18 @@ def page_text(at: AppTest) -> str:
         parts += [str(e.value) for e in at.get(kind)]
     parts += [e.proto.text for e in at.get("progress")]
     return "\n".join(parts)
+
+
+@pytest.fixture
+def no_leftover_jobs(db_path):
+    """After the test, cancel any job of its database still running (a failed test leaves none behind)."""
+    yield
+    from store.jobs import list_jobs
+    from training.jobs import cancel
+
+    db = connect(db_path)
+    try:
+        for job in list_jobs(db, statuses=["running", "queued"]):
+            cancel(db, job.id, grace_s=2)
+    finally:
+        db.conn.close()

@@ -27,11 +27,14 @@ from tests.e2e.browser import (
     wait_healthy,
 )
 from tests.fake_llm_server import ScriptedLLMServer
-from tests.fault_helpers import wait
+from tests.fault_helpers import (
+    no_leftover_jobs,  # noqa: F401 - a fixture (usefixtures)
+    wait,
+)
 from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
 from training.jobs import is_alive
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("no_leftover_jobs")]
 
 
 def start_app(db_path: Path, log: Path) -> tuple[subprocess.Popen, str]:

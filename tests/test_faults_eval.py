@@ -25,6 +25,7 @@ from tests.eval_fixtures import make_version
 from tests.fault_helpers import (
     crash,
     crash_group,
+    no_leftover_jobs,  # noqa: F401 - a fixture (usefixtures)
     open_page,
     page_text,
     rows,
@@ -34,6 +35,7 @@ from tests.fault_helpers import (
 )
 from training.jobs import group_alive, is_alive
 
+pytestmark = pytest.mark.usefixtures("no_leftover_jobs")
 MODES = ("chain", "stepwise-own")
 PREDICTIONS = (
     "SELECT mode, chain_id, position, id, prediction, rougeL FROM predictions WHERE eval_run_id = {}"

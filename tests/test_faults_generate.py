@@ -22,6 +22,7 @@ from tests.fault_helpers import (
     assert_kept,
     crash,
     crash_group,
+    no_leftover_jobs,  # noqa: F401 - a fixture (usefixtures)
     open_page,
     page_text,
     start_stand_in_app,
@@ -31,7 +32,7 @@ from tests.fault_helpers import (
 from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
 from training.jobs import group_alive, is_alive, resume
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_leftover_jobs")]
 N_CHAINS = 16
 
 

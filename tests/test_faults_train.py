@@ -13,12 +13,21 @@ from pathlib import Path
 import pytest
 
 from store.jobs import get_job
-from tests.fault_helpers import crash, crash_group, open_page, page_text, snapshot, start_stand_in_app, wait
+from tests.fault_helpers import (
+    crash,
+    crash_group,
+    no_leftover_jobs,  # noqa: F401 - a fixture (usefixtures)
+    open_page,
+    page_text,
+    snapshot,
+    start_stand_in_app,
+    wait,
+)
 from tests.training_helpers import make_version, tiny_config
 from training import queue
 from training.jobs import group_alive, is_alive
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_leftover_jobs")]
 METRICS = "SELECT name, step, id, value, at FROM metrics WHERE job_id = {}"
 
 
