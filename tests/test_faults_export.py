@@ -237,3 +237,14 @@ def test_real_enospc_on_a_small_tmpfs(db, version, small_tmpfs):
         export_version_hf(db, version, small_tmpfs / "hf")
     assert listing(small_tmpfs) == ["export", "filler"] and listing(small_tmpfs / "export") == []
     assert counts(db) == before
+
+
+def test_real_enospc_during_a_db_backup(db, db_path, version, small_tmpfs):
+    from store.maintenance import backup_db
+
+    (small_tmpfs / "filler").write_bytes(b"x" * 100_000)
+    db.conn.commit()
+    with pytest.raises(CoiError, match="disk is full") as err:
+        backup_db(db_path, small_tmpfs / "backup.db")
+    assert "was left as it was" in err.value.message
+    assert listing(small_tmpfs) == ["filler"]  # no backup, no temp file
