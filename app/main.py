@@ -17,6 +17,20 @@ from store.errors import CoiError  # noqa: E402
 
 PAGES = Path(__file__).parent / "app_pages"
 
+
+def reattach_jobs_once() -> None:
+    """Once per session: jobs whose process died while the app was down are marked failed (resumable)."""
+    if st.session_state.get("jobs_reattached"):
+        return
+    from app.state import db_path
+    from store.db import open_db
+    from training.jobs import refresh_all
+
+    with open_db(db_path()) as db:
+        refresh_all(db)
+    st.session_state["jobs_reattached"] = True
+
+
 st.set_page_config(page_title="CoI Studio", page_icon="🔗", layout="wide")
 init_state()
 # Before any page: a login when a secret is set, a refusal beyond loopback without one.
@@ -33,6 +47,7 @@ navigation = st.navigation(
     ]
 )
 try:
+    reattach_jobs_once()
     navigation.run()
 except CoiError as exc:  # e.g. a corrupt database file: say so in plain words instead of a stack trace
     show_error(exc)

@@ -64,3 +64,25 @@ def test_the_real_job_process_is_recognised(db):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_app_marks_jobs_that_died_while_it_was_down_once_per_session(db):
+    from streamlit.testing.v1 import AppTest
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now: the job process is gone
+    ids = []
+    for kind in ("generate", "eval", "generate"):  # an older generate job too, not only the latest
+        job_id = create_job(db, kind, {}, status="running")
+        update_job(db, job_id, pid=dead.pid)
+        ids.append(job_id)
+    at = AppTest.from_file("../app/main.py", default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    for job_id in ids:
+        job = get_job(db, job_id)
+        assert job.status == "failed" and job.error.startswith("The process ended"), job
+    late = create_job(db, "eval", {}, status="running")
+    update_job(db, late, pid=dead.pid)
+    at.run()  # the same session: no second sweep on every rerun
+    assert get_job(db, late).status == "running"

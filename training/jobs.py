@@ -165,6 +165,17 @@ def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
     return job
 
 
+def refresh_all(db: sqlite_utils.Database) -> list[Job]:
+    """Re-attach to every running job of any kind (what the app does once per session on load).
+
+    A job whose process died while the app was down (kill -9, a crash, a reboot) becomes 'failed'
+    with a plain reason, so its page offers a resume instead of showing it running forever.
+    """
+    from store.jobs import list_jobs
+
+    return [refresh(db, j.id) for j in list_jobs(db, statuses=["running"], limit=10_000)]
+
+
 def runs_job(pid: int, job_id: int) -> bool:
     """False when ``pid`` now belongs to another program (pids are reused, e.g. after a reboot).
 
