@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 
@@ -25,6 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api", choices=["completions", "chat"], default=None)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--background", action="store_true", help="start a background job and print its id")
+    p.add_argument(
+        "--resume",
+        type=int,
+        metavar="JOB",
+        help="start a failed or cancelled generate job again, in the background",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = subparsers.add_parser(
@@ -43,6 +50,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from store.jobs import create_job, finish_job, update_job
 
     db = connect(args.db)
+    if args.resume:
+        from pipeline.run import resume_batch
+
+        pid = resume_batch(db, args.resume, os.environ.get("OPENAI_API_KEY", ""))
+        print(f"Resumed job {args.resume} (pid {pid}); saved chains and answered calls are reused.")
+        return 0
     llm = LLMConfig.resolve(
         db, base_url=args.base_url, model=args.model, api=args.api, concurrency=args.concurrency
     )

@@ -214,6 +214,23 @@ def launch_batch(db: sqlite_utils.Database, batch: BatchConfig, llm: LLMConfig, 
     return job_id
 
 
+def resume_batch(db: sqlite_utils.Database, job_id: int, api_key: str = "") -> int:
+    """Start a failed or cancelled generate job again; returns the pid.
+
+    Saved chains are skipped and answered calls come from the cache, so only what the crash cut
+    short is asked again. The key travels in the child's environment only, as at launch.
+
+    Raises:
+        CoiError: no such generate job, or it is still running.
+    """
+    from training.jobs import resume
+
+    job = get_job(db, job_id)
+    if job is None or job.kind != "generate":
+        raise CoiError(f"There is no generate job #{job_id}", "Pick a job from the list.")
+    return resume(db, job_id, "pipeline.run", env={"OPENAI_API_KEY": api_key} if api_key else None)
+
+
 def run_job(job_id: int, *, db_path: str | Path | None = None, progress: Progress | None = None) -> dict:
     """The job body: read the config, bring up the endpoint, run, return the result with usage totals."""
     db = connect(db_path)

@@ -141,10 +141,11 @@ def test_the_run_is_killed_mid_eval_then_marked_failed_and_resumed_reusing_saved
     assert n_chain_rows < len(before) < _expected_rows(records), "the kill must land mid-run"
     saved_own = {k[1] for k in before if k[0] == "stepwise-own"}
 
-    open_page("evaluate")  # the restarted app's page load re-attaches and notices the dead process
+    at = open_page("evaluate")  # the restarted app's page load re-attaches and notices the dead process
     job = get_job(db, run)
     assert job.status == "failed" and not group_alive(job.pid)
     assert job.error.startswith("The process ended unexpectedly"), job.error
+    assert at.button(key=f"resume_{run}").label == "Resume"  # the page offers it too
 
     # Resume headless, as an operator would after the crash: `coi eval --resume RUN --wait`.
     assert coi(["eval", "--resume", str(run), "--wait", "--db", str(db_path)]) == 0

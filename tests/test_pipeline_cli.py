@@ -41,3 +41,13 @@ def test_coi_generate_with_too_few_tasks_is_a_plain_error(db_path, capsys):
     with ScriptedLLMServer() as server:
         code = main(["generate", "--db", str(db_path), "--base-url", server.base_url, "--model", "m"])
     assert code == 2 and "at least 2 tasks" in capsys.readouterr().err
+
+
+def test_coi_generate_resume_refuses_a_job_that_is_not_a_stopped_generate_job(db, db_path, capsys):
+    assert main(["generate", "--db", str(db_path), "--resume", "999"]) == 2
+    assert "no generate job #999" in capsys.readouterr().err
+    ok = db.execute(
+        "INSERT INTO jobs (kind, status, created_at) VALUES ('generate', 'succeeded', 'now')"
+    ).lastrowid
+    assert main(["generate", "--db", str(db_path), "--resume", str(ok)]) == 2
+    assert "only failed or cancelled" in capsys.readouterr().err

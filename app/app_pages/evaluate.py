@@ -81,10 +81,28 @@ def active_runs() -> None:
             st.rerun()
 
 
+def stopped_runs() -> None:
+    """Failed or cancelled runs, each resumable: saved predictions are kept and reused."""
+    from eval.run import resume_eval
+
+    with open_db(db_path()) as db:
+        jobs = list_jobs(db, kind="eval", statuses=["failed", "cancelled"])
+    if jobs:
+        st.caption("Stopped runs (resuming keeps their saved predictions)")
+    for job in jobs[:5]:
+        left, right = st.columns([4, 1])
+        left.text(f"#{job.id} {job.name}: {job.status} at {job.progress:.0%}")
+        if right.button("Resume", key=f"resume_{job.id}"):
+            with open_db(db_path()) as db:
+                if guarded(resume_eval, db, job.id):
+                    st.rerun()
+
+
 new_run_form()
 with open_db(db_path()) as db:
     if list_jobs(db, kind="eval", statuses=["queued", "running"]):
         active_runs()
+stopped_runs()
 
 with open_db(db_path()) as db:
     runs = {j.id: f"#{j.id} {j.name}" for j in list_jobs(db, kind="eval", statuses=["succeeded"])}

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
-from pipeline.run import BatchConfig, launch_batch
+from pipeline.run import BatchConfig, launch_batch, resume_batch
 from pipeline.status import (
     WEAK_MODEL_NOTE,
     job_view,
@@ -116,6 +116,11 @@ def live_progress() -> None:
     if job.error:
         st.error("The job failed or was cancelled:")
         plain_text(job.error[-3000:])
+    if job.status in ("failed", "cancelled") and st.button("Resume", key="gen_resume"):
+        with open_db(db_path()) as db:
+            if guarded(resume_batch, db, job.id, config.api_key):
+                st.toast(f"Generation job #{job.id} resumed (saved chains and answers are reused)")
+        st.rerun()
     if view.verdicts:
         st.text("This batch's verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(view.verdicts.items())))
     if view.totals:
