@@ -29,6 +29,9 @@ from store.errors import CoiError
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ENV_PASSWORD = "COI_PASSWORD"
 ENV_TOKEN = "COI_TOKEN"
+# Environment names that can hold a login secret: ours, and the top-level `password`/`token` that
+# Streamlit copies from secrets.toml into the environment. Job processes never need them.
+LOGIN_SECRETS = frozenset({ENV_PASSWORD, ENV_TOKEN, "password", "token"})
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN_REVIEWER = "token"  # the reviewer name of a token login that names nobody
 

@@ -1,8 +1,8 @@
 """A job entry point for tests: records the argv and the job config it received, runs nothing else.
 
-``python -m tests.argv_probe --job ID [ARGS...]`` records its argv, its job config and whether torch.load
-is forced weights-only as the job's result, so a test can check that strings full of shell
-metacharacters arrive literally.
+``python -m tests.argv_probe --job ID [ARGS...]`` records as the job's result its argv, its job config,
+whether torch.load is forced weights-only, and which login secrets it inherited, so a test can check
+that strings full of shell metacharacters arrive literally and that no secret leaks into a job.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from store.access import LOGIN_SECRETS
 from store.db import connect
 from store.jobs import get_job
 from training.jobs import run_as_job
@@ -21,7 +22,9 @@ def main() -> int:
 
     def body(jid: int) -> dict:
         forced = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-        return {"argv": args, "config": get_job(connect(), jid).config, "weights_only": forced}
+        secrets = sorted(k for k in LOGIN_SECRETS if k in os.environ)
+        config = get_job(connect(), jid).config
+        return {"argv": args, "config": config, "weights_only": forced, "login_secrets": secrets}
 
     return run_as_job(job_id, body)
 

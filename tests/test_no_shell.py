@@ -96,7 +96,9 @@ def _nasty(markers: Path) -> list[str]:
     return [s.format(m=markers) for s in NASTY]
 
 
-def test_metacharacters_in_argv_and_config_arrive_literally(db, tmp_path):
+def test_metacharacters_in_argv_and_config_arrive_literally(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("COI_PASSWORD", "app-login-secret")  # the app's login secret stays in the app
+    monkeypatch.setenv("password", "from-streamlit-secrets")
     markers = tmp_path / "markers"
     markers.mkdir()
     nasty = _nasty(markers)
@@ -108,6 +110,7 @@ def test_metacharacters_in_argv_and_config_arrive_literally(db, tmp_path):
     assert job.result["argv"] == ["--job", str(job_id), *nasty]
     assert job.result["config"] == config
     assert job.result["weights_only"] == "1"  # run_as_job forces weights-only torch.load in every job
+    assert job.result["login_secrets"] == []
     assert get_job(db, job_id).name == nasty[3]
     assert list(markers.iterdir()) == []
 

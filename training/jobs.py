@@ -20,6 +20,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.access import LOGIN_SECRETS
 from store.db import connect, default_db_path, utcnow
 from store.errors import CoiError
 from store.job_queue import requeue
@@ -62,7 +63,8 @@ def launch(
     log_path = logs_dir() / f"job-{job_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [*(launcher or [sys.executable]), "-m", module, "--job", str(job_id), *(extra_args or [])]
-    child_env = {**os.environ, **(env or {}), "COI_DB": _db_file(db), "PYTHONUNBUFFERED": "1"}
+    inherited = {k: v for k, v in os.environ.items() if k not in LOGIN_SECRETS}
+    child_env = {**inherited, **(env or {}), "COI_DB": _db_file(db), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv,
