@@ -9,6 +9,8 @@ fresh connection, so "lost" and "duplicated" are plain dict and count comparison
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
 import subprocess
@@ -159,3 +161,37 @@ def no_leftover_jobs(db_path):
             cancel(db, job.id, grace_s=2)
     finally:
         db.conn.close()
+
+
+class FillingFile(io.StringIO):
+    """A text file that raises ENOSPC once ``room`` characters are written (the disk fills mid-file)."""
+
+    def __init__(self, real, room: int) -> None:
+        super().__init__()
+        self.real, self.room = real, room
+
+    def write(self, text: str) -> int:
+        if self.tell() + len(text) > self.room:
+            self.real.write(text[: max(0, self.room - self.tell())])  # the bytes that still fit
+            self.real.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.real.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+    def close(self) -> None:
+        self.real.close()
+        super().close()
+
+
+def fill_after(monkeypatch, room: int) -> None:
+    """Make every staged write of store.atomic hit a full disk after ``room`` characters."""
+    from store import atomic
+
+    real_open = atomic._open_temp
+    monkeypatch.setattr(atomic, "_open_temp", lambda fd: FillingFile(real_open(fd), room))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import errno
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ from store.chains import insert_chain
 from store.errors import CoiError
 from store.export import csv_cell, export_chains
 from store.models import Chain, Step
+from tests.fault_helpers import fill_after
 
 PAYLOADS = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(1,2)", "\t=1", "\r=1", '=HYPERLINK("http://x")']
 
@@ -81,40 +80,13 @@ def test_cli_export_format_csv(db, db_path, tmp_path):
     assert read_rows(out)[0]["output"] == "'=1+1"
 
 
-class FullDisk(io.StringIO):
-    """A temp file whose disk fills after ``room`` characters."""
-
-    def __init__(self, real, room: int) -> None:
-        super().__init__()
-        self.real, self.room = real, room
-
-    def write(self, text: str) -> int:
-        if self.tell() + len(text) > self.room:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.real.write(text)
-        return super().write(text)
-
-    def flush(self) -> None:
-        self.real.flush()
-
-    def fileno(self) -> int:
-        return self.real.fileno()
-
-    def close(self) -> None:
-        self.real.close()
-        super().close()
-
-
 def test_full_disk_during_a_csv_export_keeps_the_old_file(db, tmp_path, monkeypatch):
-    from store import atomic
-
     for k in range(50):
         add_chain(db, [f"output number {k} " * 5])
     path = tmp_path / "out" / "chains.csv"
     path.parent.mkdir()
     path.write_text("previous export\n")
-    real_open = atomic._open_temp
-    monkeypatch.setattr(atomic, "_open_temp", lambda fd: FullDisk(real_open(fd), 1000))
+    fill_after(monkeypatch, 1000)
     with pytest.raises(CoiError, match="disk is full"):
         export_chains(db, path, format="csv")
     assert path.read_text() == "previous export\n"

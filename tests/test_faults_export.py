@@ -9,7 +9,6 @@ a plain error, no version row, no half-written or temp file left, the database s
 from __future__ import annotations
 
 import errno
-import io
 import json
 import subprocess
 import sys
@@ -17,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from store import atomic
 from store.chains import insert_chain
 from store.errors import CoiError
 from store.export import export_chains
 from store.maintenance import check_db
 from store.models import Chain, Step
 from store.versions import SplitSpec, create_version, export_version_hf, export_version_jsonl, version_zip
+from tests.fault_helpers import fill_after
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = "lorem ipsum dolor sit amet " * 40  # about 1 KB per step output
@@ -55,40 +54,9 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-class FillingFile(io.StringIO):
-    """A text file that raises ENOSPC once ``room`` characters are written (the disk fills mid-file)."""
-
-    def __init__(self, real, room: int) -> None:
-        super().__init__()
-        self.real, self.room = real, room
-
-    def write(self, text: str) -> int:
-        if self.tell() + len(text) > self.room:
-            self.real.write(text[: max(0, self.room - self.tell())])  # the bytes that still fit
-            self.real.flush()
-            raise OSError(errno.ENOSPC, "No space left on device")
-        self.real.write(text)
-        return super().write(text)
-
-    def flush(self) -> None:
-        self.real.flush()
-
-    def fileno(self) -> int:
-        return self.real.fileno()
-
-    def close(self) -> None:
-        self.real.close()
-        super().close()
-
-
 @pytest.fixture
 def version(db) -> int:
     return make_big_version(db)
-
-
-def fill_after(monkeypatch, room: int) -> None:
-    real_open = atomic._open_temp
-    monkeypatch.setattr(atomic, "_open_temp", lambda fd: FillingFile(real_open(fd), room))
 
 
 def test_injected_full_disk_mid_file_leaves_no_export_and_no_temp(db, version, tmp_path, monkeypatch):

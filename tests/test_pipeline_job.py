@@ -14,20 +14,11 @@ from store.db import connect
 from store.jobs import get_job
 from store.pipeline_queries import existing_chain_keys
 from tests.fake_llm_server import ScriptedLLMServer
+from tests.fault_helpers import wait
 from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
 from training.jobs import is_alive, launch, refresh
 
 SECRET = "sk-job-SECRET-abcdef987654"
-
-
-def wait_for(predicate, timeout: float = 60.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("timed out waiting")
 
 
 def job_row(db_path, job_id):
@@ -47,15 +38,15 @@ def test_kill_and_resume_subprocess(db_path, db, tmp_path, monkeypatch):
         job_id = launch_batch(db, batch, llm)
         pid = get_job(db, job_id).pid
         # Let it get well into the batch, then kill the whole group without warning.
-        wait_for(lambda: job_row(db_path, job_id).done >= 30)
+        wait(lambda: job_row(db_path, job_id).done >= 30)
         os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: not is_alive(pid))
+        wait(lambda: not is_alive(pid))
         assert refresh(db, job_id).status == "failed"
         first_requests = server.request_count
         assert 0 < first_requests
 
         launch(db, job_id, "pipeline.run", env={"OPENAI_API_KEY": SECRET})
-        job = wait_for(lambda: (j := job_row(db_path, job_id)).status != "running" and j)
+        job = wait(lambda: (j := job_row(db_path, job_id)).status != "running" and j)
         assert job.status == "succeeded", job.error
 
     bodies = [json.dumps(b, sort_keys=True) for b in server.requests]
@@ -85,7 +76,7 @@ def test_cancel_stops_the_job_promptly(db_path, db, tmp_path, monkeypatch):
     with ScriptedLLMServer(responder=pipeline_responder, latency=0.2) as server:
         llm = LLMConfig(base_url=server.base_url, model="scripted-model", concurrency=2)
         job_id = launch_batch(db, BatchConfig(n_chains=40, llm=llm.to_dict()), llm)
-        wait_for(lambda: job_row(db_path, job_id).done >= 4)
+        wait(lambda: job_row(db_path, job_id).done >= 4)
         job = cancel(db, job_id, grace_s=5.0)
         sent = server.request_count
         time.sleep(0.5)

@@ -42,6 +42,11 @@ def _pickles(directory: Path, skip: tuple[str, ...] = ()) -> list[str]:
     )
 
 
+def _no_safetensors(message: str, directory: Path) -> CoiError:
+    found = _pickles(directory)
+    return CoiError(message + (f" (found {', '.join(found)})" if found else ""), _WHY)
+
+
 def require_safetensors_model(path: str | Path) -> None:
     """Refuse a local model directory whose weights are not safetensors (hub ids are not checked here).
 
@@ -53,12 +58,7 @@ def require_safetensors_model(path: str | Path) -> None:
         return
     if any(directory.glob("*.safetensors")):
         return
-    found = _pickles(directory)
-    raise CoiError(
-        f"Model directory {directory} has no safetensors weights"
-        + (f" (found {', '.join(found)})" if found else ""),
-        _WHY,
-    )
+    raise _no_safetensors(f"Model directory {directory} has no safetensors weights", directory)
 
 
 def require_safetensors_adapter(path: str | Path) -> None:
@@ -72,12 +72,7 @@ def require_safetensors_adapter(path: str | Path) -> None:
         raise CoiError(f"Adapter directory {directory} does not exist", "Train again or pick another run.")
     if (directory / ADAPTER_WEIGHTS).is_file():
         return
-    found = _pickles(directory)
-    raise CoiError(
-        f"Adapter directory {directory} has no {ADAPTER_WEIGHTS}"
-        + (f" (found {', '.join(found)})" if found else ""),
-        _WHY,
-    )
+    raise _no_safetensors(f"Adapter directory {directory} has no {ADAPTER_WEIGHTS}", directory)
 
 
 def require_safe_checkpoint(path: str | Path) -> None:
