@@ -21,6 +21,13 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+def _score_layout(fig: go.Figure, title: str, x: str) -> go.Figure:
+    """ROUGE-L x 100 on a fixed 0-100 axis, so runs and pages compare at a glance (and zeros show as zeros)."""
+    _layout(fig, title, x, "ROUGE-L x 100")
+    fig.update_yaxes(range=[0, 100])
+    return fig
+
+
 def by_length_figure(runs: Runs, mode: str) -> go.Figure:
     """ROUGE-L of the final output by chain length, runs side by side, with bootstrap CIs."""
     fig = go.Figure()
@@ -38,7 +45,7 @@ def by_length_figure(runs: Runs, mode: str) -> go.Figure:
                 "arrayminus": [m - 100 * v["final"]["low"] for v, m in zip(rows.values(), means)],
             },
         )
-    return _layout(fig, f"ROUGE-L by chain length ({mode}, final output)", "chain length", "ROUGE-L x 100")
+    return _score_layout(fig, f"ROUGE-L by chain length ({mode}, final output)", "chain length")
 
 
 def by_step_figure(runs: Runs, mode: str) -> go.Figure:
@@ -47,7 +54,7 @@ def by_step_figure(runs: Runs, mode: str) -> go.Figure:
     for label, report in runs:
         steps = _mode(report, mode).get("by_step", {}).get("all", {})
         fig.add_bar(name=label, x=[f"step {k}" for k in steps], y=[100 * v for v in steps.values()])
-    return _layout(fig, f"ROUGE-L per step ({mode})", "step", "ROUGE-L x 100")
+    return _score_layout(fig, f"ROUGE-L per step ({mode})", "step")
 
 
 def first_failing_figure(runs: Runs, mode: str) -> go.Figure:
