@@ -19,6 +19,8 @@ from typing import TextIO
 from store.errors import CoiError
 
 FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# mkstemp/mkdtemp create 0600/0700 entries; an export should read like any file the user writes.
+FILE_MODE, DIR_MODE = 0o644, 0o755
 
 
 def write_error(target: str | Path, exc: BaseException, *, nothing: str = "nothing was written") -> CoiError:
@@ -51,6 +53,7 @@ def staged_files(paths: list[Path], *, nothing: str = "nothing was written") -> 
         for path in paths:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.fchmod(fd, FILE_MODE)
             temps.append(tmp)
             handles.append(_open_temp(fd))
         yield handles
@@ -93,6 +96,7 @@ def staged_dir(path: Path, *, nothing: str = "nothing was written") -> Iterator[
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(DIR_MODE)
     try:
         yield tmp
         fsync_tree(tmp)

@@ -73,6 +73,7 @@ def test_injected_full_disk_mid_file_leaves_no_export_and_no_temp(db, version, t
 def test_a_failed_re_export_keeps_the_previous_complete_files(db, version, tmp_path, monkeypatch):
     out = tmp_path / "export"
     paths = export_version_jsonl(db, version, out)
+    assert {p.stat().st_mode & 0o777 for p in paths.values()} == {0o644}  # not the temp file's 0600
     before = {p.name: p.read_bytes() for p in paths.values()}
     fill_after(monkeypatch, 10_000)
     with pytest.raises(CoiError, match="disk is full"):
