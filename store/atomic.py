@@ -108,20 +108,40 @@ def staged_dir(path: Path, *, nothing: str = "nothing was written") -> Iterator[
         raise
 
 
+@contextmanager
+def staged_path(path: Path) -> Iterator[Path]:
+    """A temp file path beside ``path`` for writers that need a path, not a handle (SQLite's backup).
+
+    The file is synced and renamed into place only if the block completes; otherwise it is removed
+    and the error propagates unchanged (the caller words it).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fsync_path(path: str | Path) -> None:
+    """fsync one file or folder by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(root: Path) -> None:
     """fsync every file under ``root``, then the folders (so the renames that follow are durable)."""
     for file in (p for p in root.rglob("*") if p.is_file()):
-        fd = os.open(file, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(file)
     for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(folder)
 
 
 def _swap_in(new: Path, path: Path) -> None:

@@ -8,15 +8,13 @@ writers). Backups and restores are written to a temp file next to the target and
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store.atomic import write_error
+from store.atomic import staged_path, write_error
 from store.db import corrupt_db_error, is_corruption
 from store.errors import CoiError
 
@@ -161,28 +159,12 @@ def restore_db(backup: str | Path, target: str | Path, *, force: bool = False) -
 
 def _copy_into_file(source: sqlite3.Connection, out: Path, src: Path) -> None:
     """Online-backup ``source`` into a temp file beside ``out``, fsync it, rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     try:
-        with closing(sqlite3.connect(tmp)) as dest:
-            source.backup(dest)  # pages=-1: one step, one read snapshot of the source
-            dest.execute("PRAGMA journal_mode=DELETE")  # a self-contained single file
-        _fsync(tmp)
-        os.replace(tmp, out)
+        with staged_path(out) as tmp:
+            with closing(sqlite3.connect(tmp)) as dest:
+                source.backup(dest)  # pages=-1: one step, one read snapshot of the source
+                dest.execute("PRAGMA journal_mode=DELETE")  # a self-contained single file
     except (OSError, sqlite3.DatabaseError) as exc:
-        Path(tmp).unlink(missing_ok=True)
         if is_corruption(exc):
             raise corrupt_db_error(src, exc) from exc
         raise write_error(out, exc, nothing=f"{out} was left as it was") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
