@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -101,10 +102,32 @@ def set_field(page, label: str, value: str, *, within=None) -> None:
     box.press("Tab")
 
 
-def choose(page, label: str, option: str) -> None:
-    """Pick an option of the selectbox with this label."""
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.get_by_role("option", name=option).first.click()
+def choose(page, label: str, option: str, attempts: int = 4) -> None:
+    """Pick an option of the selectbox with this label, and check the box shows it.
+
+    A click that lands while the page is still rendering can leave the menu closed, so the menu is
+    reopened a few times before the test gives up, naming the options it did see.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
+
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    value = box.get_by_role("combobox")
+    item = page.get_by_role("option", name=option).first
+    for _ in range(attempts):
+        box.click()
+        try:
+            item.wait_for(timeout=WAIT // attempts)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        item.click()
+        try:  # the choice shows as the combobox input's value, not as text
+            expect(value).to_have_value(re.compile(re.escape(option), re.I), timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    shown = page.get_by_role("option").all_inner_texts()
+    raise AssertionError(f"could not choose {option!r} in {label!r}: it holds {value.input_value()!r}, the menu {shown}")
 
 
 def wait_job(db_path: Path, job_id: int, timeout: float = JOB_WAIT / 1000) -> str:
@@ -257,14 +280,15 @@ def train(page, url: str, db_path: Path, model_dir: Path) -> int:
     job_id, status, config, error = query(
         db_path, "SELECT id, status, config, error FROM jobs WHERE kind = 'train' ORDER BY id DESC"
     )[0]
-    shot(page, "07_train")
     assert status == "succeeded", error
     config = json.loads(config)
     assert config["base_model"] == str(model_dir) and config["max_steps"] == 3, config
     see(page, f"Job #{job_id}: succeeded")
     see(page, "Done. The adapter is saved.")
     assert scalar(db_path, "SELECT COUNT(*) FROM metrics WHERE job_id = ? AND name = 'loss'", [job_id]) > 0
-    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1, "the loss chart is shown"
+    # The chart arrives a moment after the status heading (the fragment streams its elements): wait for it.
+    page.locator('[data-testid="stPlotlyChart"]').first.locator(".main-svg").first.wait_for(timeout=WAIT)
+    shot(page, "07_train")
     return job_id
 
 
