@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -173,3 +173,27 @@ def query(db_path: Path, sql: str, params: list | tuple = ()) -> list[tuple]:
 def scalar(db_path: Path, sql: str, params: list | tuple = ()):
     """The first column of the first row of a query."""
     return query(db_path, sql, params)[0][0]
+
+
+def click_until(
+    button, done: Callable[[], object], *, what: str, attempts: int = 3, timeout: float = 60
+) -> None:
+    """Click ``button`` until ``done()`` holds, clicking again (as a user would) when a click had no effect.
+
+    Streamlit can drop a click that lands while a rerun is starting, e.g. the rerun a text area sends when
+    that same click blurs it. ``done`` checks the click's effect (a DB row, or text on the page), so a
+    click that took effect is not repeated.
+    """
+    for _ in range(attempts):
+        button.click()
+        deadline = time.monotonic() + timeout / attempts
+        while time.monotonic() < deadline:
+            if done():
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"{what}: {attempts} clicks had no effect in {timeout:.0f} s")
+
+
+def shows(page, text: str) -> Callable[[], bool]:
+    """A ``done`` check for :func:`click_until`: the page shows this text."""
+    return lambda: page.get_by_text(text).first.is_visible()

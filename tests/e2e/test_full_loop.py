@@ -20,7 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import ROOT, app_env, chromium_page, free_port, query, scalar, serve, shot
+from tests.e2e.browser import (
+    ROOT,
+    app_env,
+    chromium_page,
+    click_until,
+    free_port,
+    query,
+    scalar,
+    serve,
+    shot,
+    shows,
+)
 from tests.fake_llm_server import MODEL_ID, ScriptedLLMServer
 from tests.pipeline_fixtures import make_tasks, pipeline_responder
 
@@ -108,7 +119,8 @@ def choose(page, label: str, option: str, attempts: int = 4) -> None:
     A click that lands while the page is still rendering can leave the menu closed, so the menu is
     reopened a few times before the test gives up, naming the options it did see.
     """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout, expect
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
 
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
     value = box.get_by_role("combobox")
@@ -127,7 +139,9 @@ def choose(page, label: str, option: str, attempts: int = 4) -> None:
         except AssertionError:
             continue
     shown = page.get_by_role("option").all_inner_texts()
-    raise AssertionError(f"could not choose {option!r} in {label!r}: it holds {value.input_value()!r}, the menu {shown}")
+    raise AssertionError(
+        f"could not choose {option!r} in {label!r}: it holds {value.input_value()!r}, the menu {shown}"
+    )
 
 
 def wait_job(db_path: Path, job_id: int, timeout: float = JOB_WAIT / 1000) -> str:
@@ -172,7 +186,11 @@ def import_file(page, url: str, tmp_path: Path, db_path: Path) -> list[int]:
     open_page(page, url, "", "Data")
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(upload))
     see(page, "Detected format: jsonl")
-    by_key(page, "import_button").get_by_role("button").click()
+    click_until(
+        by_key(page, "import_button").get_by_role("button"),
+        lambda: scalar(db_path, "SELECT COUNT(*) FROM tasks WHERE id > ?", [before]),
+        what="Import",
+    )
     see(page, f"tasks: {len(tasks)} imported, 0 skipped as duplicates, 0 rejected from my_tasks.jsonl")
     shot(page, "01_import")
     rows = query(db_path, "SELECT id, source FROM tasks WHERE id > ? ORDER BY id", [before])
@@ -184,7 +202,11 @@ def set_endpoint(page, url: str, db_path: Path, base_url: str) -> None:
     open_page(page, url, "settings", "Settings")
     set_field(page, "Base URL", base_url)
     set_field(page, "Model", MODEL_ID)
-    page.get_by_role("button", name="Save LLM endpoint").click()
+    click_until(
+        page.get_by_role("button", name="Save LLM endpoint"),
+        lambda: base_url in dict(query(db_path, "SELECT key, value FROM settings")).values(),
+        what="Save LLM endpoint",
+    )
     see(page, "Saved (the key stays in this session).")
     shot(page, "02_settings")
     settings = dict(query(db_path, "SELECT key, value FROM settings"))
@@ -199,7 +221,11 @@ def generate(page, url: str, db_path: Path, task_ids: list[int], server: Scripte
     form = page.locator('[data-testid="stForm"]')
     set_field(page, "Task ids (optional, e.g. 1, 2, 5-9)", f"{task_ids[0]}-{task_ids[-1]}", within=form)
     set_field(page, "Chains", "2", within=form)
-    form.get_by_role("button", name="Start batch").click()
+    click_until(
+        form.get_by_role("button", name="Start batch"),
+        lambda: jobs_of(db_path, "generate"),
+        what="Start batch",
+    )
     done = page.get_by_text("Review the proposed chains").or_(page.get_by_text("The job failed"))
     done.first.wait_for(timeout=JOB_WAIT)
     shot(page, "03_generate")
@@ -211,6 +237,10 @@ def generate(page, url: str, db_path: Path, task_ids: list[int], server: Scripte
     steps = query(db_path, "SELECT origin FROM steps WHERE chain_id = ?", [new[0][0]])
     assert [s[0] for s in steps] == ["gold", "llm"]  # step 1 is the task's own output
     return new[0][0]
+
+
+def jobs_of(db_path: Path, kind: str) -> int:
+    return scalar(db_path, "SELECT COUNT(*) FROM jobs WHERE kind = ?", [kind])
 
 
 def step_rows(db_path: Path, chain_id: int) -> list[tuple]:
@@ -229,19 +259,34 @@ def review(page, url: str, db_path: Path, chain_id: int) -> None:
     page.get_by_text("Edit step 1 output").first.click()
     box = page.get_by_label("New output").first
     box.fill(EDITED)
-    page.get_by_role("button", name="Save step 1").first.click()
+    click_until(
+        page.get_by_role("button", name="Save step 1").first,
+        lambda: scalar(db_path, "SELECT COUNT(*) FROM edits WHERE chain_id = ?", [chain_id]),
+        what="Save step 1",
+    )
     see(page, "Saved step 1. The later steps are stale until regenerated or confirmed.")
     assert [(r[0], r[1]) for r in step_rows(db_path, chain_id)][0] == (EDITED, 0)
     assert step_rows(db_path, chain_id)[1][1] == 1, "step 2 is stale after the edit"
-    page.get_by_role("button", name="Regenerate stale steps").click()
-    see(page, "Regenerated outputs: keep or discard each")
+    click_until(
+        page.get_by_role("button", name="Regenerate stale steps"),
+        shows(page, "Regenerated outputs: keep or discard each"),
+        what="Regenerate stale steps",
+    )
     shot(page, "04_review_regenerate")
-    page.get_by_role("button", name="Apply", exact=True).click()
+    click_until(
+        page.get_by_role("button", name="Apply", exact=True),
+        lambda: step_rows(db_path, chain_id)[1][1] == 0,
+        what="Apply",
+    )
     see(page, "Saved the kept outputs.")
     out2, stale2, origin2 = step_rows(db_path, chain_id)[1]
     # The scripted LLM rewrites its input: step 2 now runs on the edited output of step 1.
     assert stale2 == 0 and "Edited in the browser" in out2 and origin2 == "llm", (out2, stale2, origin2)
-    page.get_by_role("button", name="Accept").first.click()
+    click_until(
+        page.get_by_role("button", name="Accept").first,
+        lambda: scalar(db_path, "SELECT status FROM chains WHERE id = ?", [chain_id]) == "accepted",
+        what="Accept",
+    )
     see(page, f"Chain #{chain_id}: accept.")
     shot(page, "05_review_accept")
     assert scalar(db_path, "SELECT status FROM chains WHERE id = ?", [chain_id]) == "accepted"
@@ -253,7 +298,11 @@ def freeze_version(page, url: str, db_path: Path) -> int:
     open_page(page, url, "datasets", "Dataset versions")
     accepted = scalar(db_path, "SELECT COUNT(*) FROM chains WHERE status = 'accepted'")
     see(page, f"Accepted chains now: {accepted} (0 with stale steps")
-    page.get_by_role("button", name="Freeze a new version").click()
+    click_until(
+        page.get_by_role("button", name="Freeze a new version"),
+        lambda: scalar(db_path, "SELECT COUNT(*) FROM dataset_versions"),
+        what="Freeze a new version",
+    )
     see(page, "Version #1 created.")
     shot(page, "06_dataset")
     vid, sizes = query(db_path, "SELECT id, split_sizes FROM dataset_versions")[0]
@@ -274,7 +323,11 @@ def train(page, url: str, db_path: Path, model_dir: Path) -> int:
         field.wait_for(timeout=WAIT)
         set_field(page, name.replace("_", " "), value, within=field)
     set_field(page, "max seq len", "128", within=by_key(page, "train_quick_max_seq_len"))
-    page.get_by_role("button", name="Start training").click()
+    click_until(
+        page.get_by_role("button", name="Start training"),
+        lambda: jobs_of(db_path, "train"),
+        what="Start training",
+    )
     heading = page.get_by_role("heading", name="succeeded")
     heading.or_(page.get_by_role("heading", name="failed")).first.wait_for(timeout=JOB_WAIT)
     job_id, status, config, error = query(
@@ -301,7 +354,9 @@ def evaluate(page, url: str, db_path: Path, train_job: int) -> int:
     choose(page, "Adapter", f"train #{train_job}")
     set_field(page, "Max new tokens", "8", within=form)
     set_field(page, "Chains (0: all)", "3", within=form)
-    form.get_by_role("button", name="Start").click()
+    click_until(
+        form.get_by_role("button", name="Start"), lambda: jobs_of(db_path, "eval"), what="Start (eval)"
+    )
     see(page, "Eval run #")
     job_id = scalar(db_path, "SELECT id FROM jobs WHERE kind = 'eval' ORDER BY id DESC")
     shot(page, "08_evaluate")

@@ -13,7 +13,17 @@ import pytest
 from store.chains import insert_chain, upsert_composition
 from store.db import connect
 from store.models import Chain, Step
-from tests.e2e.browser import app_env, chromium_page, free_port, query, scalar, serve, shot, streamlit_cmd
+from tests.e2e.browser import (
+    app_env,
+    chromium_page,
+    click_until,
+    free_port,
+    query,
+    scalar,
+    serve,
+    shot,
+    streamlit_cmd,
+)
 
 pytestmark = pytest.mark.e2e
 NASTY = "<script>alert(1)</script> and **bold**"
@@ -89,7 +99,11 @@ def edit_first_step(page, db_path: Path) -> int:
     # Typed key by key: the shortcut letters (a, x, s, u) must go into the text, not trigger decisions.
     box.fill("")
     box.press_sequentially("Typed: a x s u, corrected.")
-    page.get_by_role("button", name="Save step 1").first.click()
+    click_until(
+        page.get_by_role("button", name="Save step 1").first,
+        lambda: scalar(db_path, "SELECT COUNT(*) FROM edits WHERE chain_id = ?", [chain_id]),
+        what="Save step 1",
+    )
     page.get_by_text("Saved step 1").first.wait_for(timeout=20_000)
     return chain_id
 
