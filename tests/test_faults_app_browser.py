@@ -20,6 +20,7 @@ from tests.e2e.browser import (
     ROOT,
     app_env,
     chromium_page,
+    click_until,
     free_port,
     shot,
     stop_group,
@@ -64,7 +65,11 @@ def test_sigkill_the_streamlit_app_mid_batch_then_restart_it(db_path, tmp_path, 
         try:
             with chromium_page() as page:
                 page.goto(url + "/generate")
-                page.get_by_role("button", name="Start batch").click()
+                click_until(
+                    page.get_by_role("button", name="Start batch"),
+                    lambda: list_jobs(db, kind="generate"),
+                    what="Start batch",
+                )
                 job = wait(lambda: next(iter(list_jobs(db, kind="generate")), None), what="the job row")
                 wait(lambda: get_job(db, job.id).done >= 5, what="progress")
 
