@@ -180,9 +180,9 @@ def click_until(
 ) -> None:
     """Click ``button`` until ``done()`` holds, clicking again (as a user would) when a click had no effect.
 
-    Streamlit can drop a click that lands while a rerun is starting, e.g. the rerun a text area sends when
-    that same click blurs it. ``done`` checks the click's effect (a DB row, or text on the page), so a
-    click that took effect is not repeated.
+    Streamlit can drop a click that lands while the page is still finishing a rerun (seen on a form's
+    Save button right after a search). ``done`` checks the click's effect (a DB row, or text on the
+    page), so a click whose effect shows up within its share of ``timeout`` is not repeated.
     """
     for _ in range(attempts):
         button.click()
