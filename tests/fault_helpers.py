@@ -15,13 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from store.db import connect
+from tests.probes import query, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,18 +35,10 @@ TABLES = {
 }
 
 
-def rows(db_path: Path, sql: str, params: list | tuple = ()) -> list[tuple]:
-    db = connect(db_path)
-    try:
-        return db.execute(sql, list(params)).fetchall()
-    finally:
-        db.conn.close()
-
-
 def snapshot(db_path: Path, sql: str, key_len: int = 1) -> dict:
     """{key: rest of the row}; raises if a key repeats (a duplicate)."""
     out: dict = {}
-    for row in rows(db_path, sql):
+    for row in query(db_path, sql):
         key = row[:key_len] if key_len > 1 else row[0]
         assert key not in out, f"duplicate row for {key}: {sql}"
         out[key] = row[key_len:]
@@ -63,16 +55,6 @@ def assert_kept(before: dict, after: dict, what: str) -> None:
     changed = [k for k in before if k in after and after[k] != before[k]]
     assert not lost, f"{what}: {len(lost)} saved rows lost, e.g. {lost[:3]}"
     assert not changed, f"{what}: {len(changed)} saved rows rewritten, e.g. {changed[:3]}"
-
-
-def wait(predicate, timeout: float = 180.0, step: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 STAND_IN = r"""

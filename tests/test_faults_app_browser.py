@@ -30,9 +30,9 @@ from tests.e2e.browser import (
 from tests.fake_llm_server import ScriptedLLMServer
 from tests.fault_helpers import (
     no_leftover_jobs,  # noqa: F401 - a fixture (usefixtures)
-    wait,
 )
 from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
+from tests.probes import wait
 from training.jobs import is_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("no_leftover_jobs")]

@@ -28,11 +28,10 @@ from tests.fault_helpers import (
     no_leftover_jobs,  # noqa: F401 - a fixture (usefixtures)
     open_page,
     page_text,
-    rows,
     snapshot,
     start_stand_in_app,
-    wait,
 )
+from tests.probes import scalar, wait
 from training.jobs import group_alive, is_alive
 
 pytestmark = pytest.mark.usefixtures("no_leftover_jobs")
@@ -161,7 +160,7 @@ def test_the_run_is_killed_mid_eval_then_marked_failed_and_resumed_reusing_saved
     report = json.loads((Path(job.result["report_dir"]) / "report.json").read_text())
     assert report["modes"]["chain"]["overall"]["n_chains"] == len(records)
     assert report["modes"]["stepwise-own"]["overall"]["n_chains"] == len(records)
-    assert rows(db_path, "SELECT count(*) FROM predictions WHERE eval_run_id = ?", [run])[0][0] == len(after)
+    assert scalar(db_path, "SELECT count(*) FROM predictions WHERE eval_run_id = ?", [run]) == len(after)
     print(
         f"eval kill: predictions {len(before)} at the kill -> {len(after)}; {len(saved_own)} own chains reused"
     )

@@ -27,9 +27,9 @@ from tests.fault_helpers import (
     page_text,
     start_stand_in_app,
     table_snapshots,
-    wait,
 )
 from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
+from tests.probes import wait
 from training.jobs import group_alive, is_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_leftover_jobs")]

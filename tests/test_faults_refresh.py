@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from store.jobs import create_job, get_job, update_job
-from tests.fault_helpers import wait
+from tests.probes import wait
 from training.jobs import cancel, group_alive, refresh, runs_job
 
 
@@ -86,3 +86,4 @@ def test_the_app_marks_jobs_that_died_while_it_was_down_once_per_session(db):
     update_job(db, late, pid=dead.pid)
     at.run()  # the same session: no second sweep on every rerun
     assert get_job(db, late).status == "running"
+

@@ -21,8 +21,8 @@ from tests.fault_helpers import (
     page_text,
     snapshot,
     start_stand_in_app,
-    wait,
 )
+from tests.probes import wait
 from tests.training_helpers import make_version, tiny_config
 from training import queue
 from training.jobs import group_alive, is_alive

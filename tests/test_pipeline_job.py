@@ -14,8 +14,8 @@ from store.db import connect
 from store.jobs import get_job
 from store.pipeline_queries import existing_chain_keys
 from tests.fake_llm_server import ScriptedLLMServer
-from tests.fault_helpers import wait
 from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
+from tests.probes import wait
 from training.jobs import is_alive, launch, refresh
 
 SECRET = "sk-job-SECRET-abcdef987654"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.probes import wait
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -159,22 +161,6 @@ def shot(page, name: str) -> Path:
     return path
 
 
-def query(db_path: Path, sql: str, params: list | tuple = ()) -> list[tuple]:
-    """Rows of a read-only query on the app's database (a fresh connection each time)."""
-    from store.db import connect
-
-    db = connect(db_path)
-    try:
-        return db.execute(sql, list(params)).fetchall()
-    finally:
-        db.conn.close()
-
-
-def scalar(db_path: Path, sql: str, params: list | tuple = ()):
-    """The first column of the first row of a query."""
-    return query(db_path, sql, params)[0][0]
-
-
 def click_until(
     button, done: Callable[[], object], *, what: str, attempts: int = 3, timeout: float = 60
 ) -> None:
@@ -186,14 +172,18 @@ def click_until(
     """
     for _ in range(attempts):
         button.click()
-        deadline = time.monotonic() + timeout / attempts
-        while time.monotonic() < deadline:
-            if done():
-                return
-            time.sleep(0.2)
+        with contextlib.suppress(AssertionError):
+            wait(done, timeout=timeout / attempts, step=0.2, what=what)
+            return
     raise AssertionError(f"{what}: {attempts} clicks had no effect in {timeout:.0f} s")
 
 
 def shows(page, text: str) -> Callable[[], bool]:
     """A ``done`` check for :func:`click_until`: the page shows this text."""
     return lambda: page.get_by_text(text).first.is_visible()
+
+
+def expand(page, label: str, content) -> None:
+    """Open the expander titled ``label`` until ``content`` (a locator inside it) is visible."""
+    if not content.is_visible():
+        click_until(page.get_by_text(label).first, content.is_visible, what=f"open {label!r}")

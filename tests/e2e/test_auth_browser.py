@@ -8,8 +8,9 @@ Screenshots: tests/e2e/artifacts/auth_locked.png, auth_open.png.
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.e2e.browser import app_env, chromium_page, free_port, serve, shot
+from tests.e2e.browser import app_env, chromium_page, click_until, free_port, serve, shot
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-pw-7f3a9c"
@@ -28,10 +29,11 @@ def protected_app(tmp_path, db_path):
         yield url, log_path
 
 
-def submit(page, name: str, password: str) -> None:
+def submit(page, name: str, password: str, answer) -> None:
+    """Log in, until ``answer`` (a locator of the page's reply) shows."""
     page.get_by_label("Your name").fill(name)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
+    click_until(page.get_by_role("button", name="Log in"), answer.is_visible, what="Log in")
 
 
 def test_public_server_is_locked_until_the_right_password(protected_app):
@@ -44,16 +46,17 @@ def test_public_server_is_locked_until_the_right_password(protected_app):
         assert page.get_by_role("link", name="Data").count() == 0  # no navigation before the login
         shot(page, "auth_locked")
 
-        submit(page, "alice", "not-the-password")
-        page.get_by_text("Wrong name or password.").first.wait_for(timeout=45_000)
+        submit(page, "alice", "not-the-password", page.get_by_text("Wrong name or password.").first)
         assert page.get_by_role("heading", name="Data").count() == 0
 
-        submit(page, "alice", PASSWORD)
-        page.get_by_role("heading", name="Data").first.wait_for(timeout=60_000)
-        page.get_by_role("link", name="Settings").first.click()
-        page.get_by_role("heading", name="Settings").first.wait_for(timeout=60_000)
+        submit(page, "alice", PASSWORD, page.get_by_role("heading", name="Data").first)
+        settings = page.get_by_role("heading", name="Settings").first
+        click_until(
+            page.get_by_role("link", name="Settings").first, settings.is_visible, what="Settings link"
+        )
         name_box = page.get_by_role("textbox", name="Your name (recorded on every edit and decision)")
-        assert name_box.input_value() == "alice" and name_box.is_disabled()
+        expect(name_box).to_have_value("alice", timeout=30_000)  # filled a frame after the box appears
+        expect(name_box).to_be_disabled()
         page.get_by_text("You are logged in").first.wait_for(timeout=45_000)
         shot(page, "auth_open")
         assert PASSWORD not in page.content()

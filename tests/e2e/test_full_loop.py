@@ -25,15 +25,15 @@ from tests.e2e.browser import (
     app_env,
     chromium_page,
     click_until,
+    expand,
     free_port,
-    query,
-    scalar,
     serve,
     shot,
     shows,
 )
 from tests.fake_llm_server import MODEL_ID, ScriptedLLMServer
 from tests.pipeline_fixtures import make_tasks, pipeline_responder
+from tests.probes import query, scalar
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EDITED = "Edited in the browser: the committee approved the library budget."
@@ -144,18 +144,6 @@ def choose(page, label: str, option: str, attempts: int = 4) -> None:
     )
 
 
-def wait_job(db_path: Path, job_id: int, timeout: float = JOB_WAIT / 1000) -> str:
-    """The job's final status (the pages are watched elsewhere; this only guards against a hang)."""
-    deadline = time.monotonic() + timeout
-    status = ""
-    while time.monotonic() < deadline:
-        status = scalar(db_path, "SELECT status FROM jobs WHERE id = ?", [job_id])
-        if status not in ("queued", "running"):
-            return status
-        time.sleep(0.5)
-    return status
-
-
 def timed(stage: str, fn, *args):
     """Run one stage and print how long it took (shown with ``pytest -s``)."""
     t0 = time.monotonic()
@@ -256,8 +244,8 @@ def review(page, url: str, db_path: Path, chain_id: int) -> None:
     search.fill(f"#{chain_id}")
     search.press("Enter")
     see(page, f"Chain #{chain_id} · 2 steps · proposed")
-    page.get_by_text("Edit step 1 output").first.click()
     box = page.get_by_label("New output").first
+    expand(page, "Edit step 1 output", box)
     box.fill(EDITED)
     click_until(
         page.get_by_role("button", name="Save step 1").first,
@@ -317,7 +305,7 @@ def train(page, url: str, db_path: Path, model_dir: Path) -> int:
     choose(page, "Preset", "quick")
     # The fields are keyed by preset: wait for the quick preset's own widgets before typing.
     by_key(page, "train_quick_max_steps").wait_for(state="attached", timeout=WAIT)
-    page.get_by_text("Adjust the config").first.click()
+    expand(page, "Adjust the config", by_key(page, "train_quick_base_model"))
     for name, value in (("base_model", str(model_dir)), ("max_steps", "3"), ("batch_size", "2")):
         field = by_key(page, f"train_quick_{name}")
         field.wait_for(timeout=WAIT)
@@ -349,8 +337,8 @@ def evaluate(page, url: str, db_path: Path, train_job: int) -> int:
     """An eval run of the trained adapter on 3 test chains; waits for its report on the page."""
     open_page(page, url, "evaluate", "Evaluate")
     see(page, "No finished eval run yet")
-    page.get_by_text("Start a new eval run").first.click()
     form = page.locator('[data-testid="stForm"]')
+    expand(page, "Start a new eval run", form)
     choose(page, "Adapter", f"train #{train_job}")
     set_field(page, "Max new tokens", "8", within=form)
     set_field(page, "Chains (0: all)", "3", within=form)

@@ -17,13 +17,13 @@ from tests.e2e.browser import (
     app_env,
     chromium_page,
     click_until,
+    expand,
     free_port,
-    query,
-    scalar,
     serve,
     shot,
     streamlit_cmd,
 )
+from tests.probes import query, scalar
 
 pytestmark = pytest.mark.e2e
 NASTY = "<script>alert(1)</script> and **bold**"
@@ -94,8 +94,8 @@ def edit_first_step(page, db_path: Path) -> int:
     search.fill(f"#{chain_id}")
     search.press("Enter")
     page.get_by_text(f"Chain #{chain_id} · 3 steps").first.wait_for(timeout=20_000)
-    page.get_by_text("Edit step 1 output").first.click()
     box = page.get_by_label("New output").first
+    expand(page, "Edit step 1 output", box)
     # Typed key by key: the shortcut letters (a, x, s, u) must go into the text, not trigger decisions.
     box.fill("")
     box.press_sequentially("Typed: a x s u, corrected.")
