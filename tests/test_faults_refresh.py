@@ -87,3 +87,24 @@ def test_the_app_marks_jobs_that_died_while_it_was_down_once_per_session(db):
     at.run()  # the same session: no second sweep on every rerun
     assert get_job(db, late).status == "running"
 
+
+def test_a_job_claimed_from_the_queue_is_not_dead_while_its_process_starts(db):
+    """The queue marks a job running before its launcher has a pid; a refresh in that gap must wait."""
+    from store.job_queue import claim_next_queued
+
+    job_id = create_job(db, "train", {}, status="queued")
+    assert claim_next_queued(db, "train") == job_id
+    job = refresh(db, job_id)
+    assert job.status == "running" and job.pid is None
+
+
+def test_a_claimed_job_whose_launcher_died_is_marked_failed_after_the_grace(db):
+    import datetime as dt
+
+    from training.jobs import LAUNCH_GRACE_S
+
+    job_id = create_job(db, "train", {}, status="running")
+    claimed = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=LAUNCH_GRACE_S + 1)
+    update_job(db, job_id, started_at=claimed.isoformat())
+    job = refresh(db, job_id)
+    assert job.status == "failed" and job.error.startswith("The process ended")

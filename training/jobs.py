@@ -9,6 +9,7 @@ with the end of its log and a plain-words reason.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -30,6 +31,8 @@ from training.safe_load import force_weights_only
 # Popen objects of children started by this process, so they are reaped (no zombies) when they end.
 _children: dict[int, subprocess.Popen] = {}
 LOG_TAIL_LINES = 40
+# How long a job claimed from the queue may go without a pid before refresh takes its launcher for dead.
+LAUNCH_GRACE_S = 30.0
 
 
 def logs_dir() -> Path:
@@ -153,18 +156,36 @@ def _is_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
+def _launching(job: Job) -> bool:
+    """Claimed from the queue (status 'running') while the claimer is still starting its process (no pid yet)."""
+    if job.pid or not job.started_at:
+        return False
+    claimed = dt.datetime.fromisoformat(job.started_at)
+    return (dt.datetime.now(dt.timezone.utc) - claimed).total_seconds() < LAUNCH_GRACE_S
+
+
+def _not_dead(job: Job | None) -> bool:
+    """Nothing for refresh to mark: no job, an ended or queued one, one being launched, or its process runs."""
+    return (
+        job is None
+        or job.status != "running"
+        or _launching(job)
+        or (is_alive(job.pid) and runs_job(job.pid, job.id))
+    )
+
+
 def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
     """Re-attach to a job: a 'running' job whose process is gone becomes 'failed' with its log tail."""
     job = get_job(db, job_id)
-    if job is None or job.status != "running" or (is_alive(job.pid) and runs_job(job.pid, job_id)):
+    if _not_dead(job):
         return job
-    time.sleep(0.2)  # the child may be writing its own final status right now
+    time.sleep(0.2)  # the child may be writing its own final status, or its launcher its pid, right now
     job = get_job(db, job_id)
-    if job.status == "running":
-        tail = log_tail(job.log_path)
-        finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip())
-        job = get_job(db, job_id)
-    return job
+    if _not_dead(job):
+        return job
+    tail = log_tail(job.log_path)
+    finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip())
+    return get_job(db, job_id)
 
 
 def refresh_all(db: sqlite_utils.Database) -> list[Job]:
