@@ -23,8 +23,8 @@ def reattach_jobs_once() -> None:
     if st.session_state.get("jobs_reattached"):
         return
     from app.state import db_path
+    from jobs.process import refresh_all
     from store.db import open_db
-    from training.jobs import refresh_all
 
     with open_db(db_path()) as db:
         refresh_all(db)

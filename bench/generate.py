@@ -43,7 +43,7 @@ def timed(gen: Generator, items: list[str]) -> tuple[float, list[str]]:
 def main() -> None:
     import torch
 
-    from training.models import load_causal_lm
+    from models.registry import load_causal_lm
 
     model, tokenizer = load_causal_lm()
     model.eval()

@@ -22,8 +22,8 @@ from pipeline.llm import LLMClient, LLMConfig  # noqa: E402
 from pipeline.run import BatchConfig, run_batch  # noqa: E402
 from store.chains import count_chains  # noqa: E402
 from store.db import connect  # noqa: E402
-from tests.fake_llm_server import ScriptedLLMServer  # noqa: E402
-from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder  # noqa: E402
+from tests.support.llm_server import ScriptedLLMServer  # noqa: E402
+from tests.support.tasks import insert_test_tasks, pipeline_responder  # noqa: E402
 
 N_CHAINS = 200
 LATENCY_S = 0.1

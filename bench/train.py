@@ -57,9 +57,9 @@ def child(mode: str, n: int, model_name: str, max_len: int, threads: int) -> dic
     import torch
     from transformers import Trainer
 
+    from models.registry import load_causal_lm
     from training.config import TrainConfig
     from training.data import PadCollator, build_examples
-    from training.models import load_causal_lm
     from training.run import add_lora, make_trainer_class, training_arguments
 
     torch.manual_seed(0)
@@ -175,7 +175,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.examples, args.model, args.max_len, args.threads)))
         return
-    from training.models import resolve_model
+    from models.registry import resolve_model
 
     resolve_model(args.model)  # convert the default model once, outside the timings
     source, records = load_records(args.examples)

@@ -95,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
     """Poll the job until it ends, printing its progress; returns its final status."""
-    from training.jobs import log_tail, refresh
+    from jobs.process import log_tail, refresh
 
     last = None
     while True:
@@ -118,7 +118,7 @@ def write_run_report(
 ) -> int:
     """Write report.json and summary.md of a run; print where, then the summary."""
     from eval.report import build_report, write_report
-    from training.jobs import logs_dir
+    from jobs.process import logs_dir
 
     report = build_report(db, run_id, threshold=threshold, compare_to=compare_to)
     out_dir = Path(out) if out else logs_dir().parent / "eval" / f"run-{run_id}"

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from eval.rouge import RougeL
+from models.safe_load import require_safetensors_adapter
 from store.coi_format import chain_prompt, parse_output, render_prompt
 from store.predictions import Prediction
-from training.safe_load import require_safetensors_adapter
 
 Progress = Callable[[int, str], None]  # (units just finished, message)
 
@@ -152,7 +152,7 @@ def load_generator(
     """
     import torch
 
-    from training.models import load_causal_lm
+    from models.registry import load_causal_lm
 
     lm, tokenizer = load_causal_lm(model, log=log)  # safetensors only
     if adapter_dir:

@@ -85,7 +85,7 @@ def load_eval_records(db: sqlite_utils.Database, cfg: EvalConfig) -> list[dict]:
 
 def submit_eval(db: sqlite_utils.Database, cfg: EvalConfig, *, launch_process: bool = True) -> int:
     """Validate the config, create the 'eval' job and start its process; returns the job id."""
-    from training.jobs import launch
+    from jobs.process import launch
 
     cfg = resolve_config(db, cfg)
     load_eval_records(db, cfg)  # fail now, in the form, rather than in the background
@@ -180,7 +180,7 @@ def resume_eval(db: sqlite_utils.Database, job_id: int) -> int:
     Raises:
         CoiError: no such eval run, or it is not failed/cancelled.
     """
-    from training.jobs import resume
+    from jobs.process import resume
 
     job = get_job(db, job_id)
     if job is None or job.kind != "eval":
@@ -189,13 +189,13 @@ def resume_eval(db: sqlite_utils.Database, job_id: int) -> int:
 
 
 def _report_dir(job) -> Path:
-    from training.jobs import logs_dir
+    from jobs.process import logs_dir
 
     return logs_dir().parent / "eval" / f"run-{job.id}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.jobs import run_as_job
+    from jobs.process import run_as_job
 
     parser = argparse.ArgumentParser(prog="python -m eval.run")
     parser.add_argument("--job", type=int, required=True, help="The eval job's id.")

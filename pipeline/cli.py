@@ -104,7 +104,7 @@ def cmd_serve_llm(args: argparse.Namespace) -> int:
 
     model = args.model
     if model is None:
-        from training.models import resolve_model
+        from models.registry import resolve_model
 
         model = resolve_model(None)
     server = EmbeddedServer(model, port=args.port or None, device=args.device)

@@ -120,7 +120,7 @@ def llm_endpoint(config: LLMConfig, *, model_path: str | None = None, log=print)
         yield config
         return
     if model_path is None:
-        from training.models import resolve_model
+        from models.registry import resolve_model
 
         model_path = resolve_model(None, log=log)
     log(f"Starting the embedded LLM ({Path(model_path).name}) with transformers serve...")

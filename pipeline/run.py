@@ -205,7 +205,7 @@ def _generate(db, client, proposals, report, counter, *, job_id) -> None:
 # -- background job -------------------------------------------------------------------------------
 def launch_batch(db: sqlite_utils.Database, batch: BatchConfig, llm: LLMConfig, *, name: str = "") -> int:
     """Create the job row (config without key) and start the detached child; returns the job id."""
-    from training.jobs import launch
+    from jobs.process import launch
 
     config = {**batch.to_dict(), "llm": llm.to_dict()}
     job_id = create_job(db, "generate", config, name=name or f"generate {batch.n_chains} chains")
@@ -223,7 +223,7 @@ def resume_batch(db: sqlite_utils.Database, job_id: int, api_key: str = "") -> i
     Raises:
         CoiError: no such generate job, or it is still running.
     """
-    from training.jobs import resume
+    from jobs.process import resume
 
     job = get_job(db, job_id)
     if job is None or job.kind != "generate":
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--job", type=int, required=True)
     args = parser.parse_args(argv)
-    from training.jobs import run_as_job
+    from jobs.process import run_as_job
 
     return run_as_job(args.job, lambda job_id: run_job(job_id, progress=_log_progress()))
 

@@ -42,7 +42,7 @@ def _roots(value: str | None) -> list[Path]:
 
 
 def _model_cache() -> Path:
-    # Same default as training.models.cache_root (store may not import training).
+    # Same default as models.registry.cache_root (store may not import training).
     env = os.environ.get("COI_MODEL_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "coi-studio" / "models"
 

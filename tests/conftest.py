@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from store.db import connect
+from tests.support import REFERENCE_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATA = ROOT.parent / "shared" / "reference" / "coi_data"
 # Never touch a hub, whatever a test does.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -46,7 +45,7 @@ def db(db_path):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from tests.tiny_model import build_tiny_model
+    from tests.support.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 

@@ -1,15 +1,19 @@
-"""Dependencies point one way: app -> pipeline, training, eval -> store (DESIGN §2)."""
+"""Dependencies point one way: app -> pipeline, training, eval -> jobs, models -> store (DESIGN §2)."""
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["store", "pipeline", "training", "eval", "app"]
+from tests.support import ROOT
+
+DOMAINS = {"pipeline", "training", "eval"}
+PACKAGES = ["store", "jobs", "models", "pipeline", "training", "eval", "app"]
+UI = {"app", "streamlit"}
+HEAVY = {"torch", "transformers", "peft"}
 FORBIDDEN = {
-    "store": {"pipeline", "training", "eval", "app", "streamlit", "torch", "transformers", "peft"},
-    "pipeline": {"app", "streamlit", "eval"},
-    "training": {"app", "streamlit", "pipeline", "eval"},
-    "eval": {"app", "streamlit", "pipeline"},
+    "store": {"jobs", "models", *DOMAINS, *UI, *HEAVY},
+    "jobs": {"models", *DOMAINS, *UI, *HEAVY},  # the job runtime imports only store
+    "models": {"jobs", *DOMAINS, *UI},
+    # A domain package imports no other domain package: what two of them share moves down a floor.
+    **{d: {*(DOMAINS - {d}), *UI} for d in DOMAINS},
     "app": set(),
 }
 # app/ and store/ import no torch at module load, so pages stay fast.
@@ -27,16 +31,35 @@ def _imports(tree: ast.AST, top_level_only: bool) -> set[str]:
     return names
 
 
+def breaches(package: str, source: str, where: str = "<source>") -> list[str]:
+    """The layering breaches of one module of ``package`` (any import, at any depth, counts)."""
+    tree = ast.parse(source, filename=where)
+    bad = _imports(tree, False) & FORBIDDEN[package]
+    bad |= _imports(tree, True) & NO_TOP_LEVEL.get(package, set())
+    return [f"{where} imports {sorted(bad)}"] if bad else []
+
+
 def test_no_import_breaks_the_layering():
-    breaches = []
+    found = []
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
-            tree = ast.parse(path.read_text(), filename=str(path))
-            bad = _imports(tree, False) & FORBIDDEN[package]
-            bad |= _imports(tree, True) & NO_TOP_LEVEL.get(package, set())
-            if bad:
-                breaches.append(f"{path.relative_to(ROOT)} imports {sorted(bad)}")
-    assert not breaches, "\n".join(breaches)
+            found += breaches(package, path.read_text(), str(path.relative_to(ROOT)))
+    assert not found, "\n".join(found)
+
+
+def test_the_layering_check_can_fail():
+    """Each rule catches what it forbids, also inside a function, and lets what it allows pass."""
+    assert breaches("eval", "def f():\n    from training.jobs import launch\n")
+    assert breaches("pipeline", "import eval.rouge\n")
+    assert breaches("training", "from pipeline import llm\n")
+    assert breaches("jobs", "from training.config import TrainConfig\n")
+    assert breaches("jobs", "from models.safe_load import require_safetensors_model\n")
+    assert breaches("store", "def f():\n    import jobs.process\n")
+    assert breaches("app", "import torch\n")
+    assert not breaches(
+        "eval", "from jobs.process import launch\nfrom models.registry import resolve_model\n"
+    )
+    assert not breaches("app", "def f():\n    import torch\n")
 
 
 def test_nothing_imports_app():

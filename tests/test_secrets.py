@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import tests.fake_llm_server as fake
+import tests.support.llm_server as fake
 from cli import main as coi
 from eval.config import EvalConfig
 from eval.run import submit_eval
 from store.export import EXPORT_FORMATS
 from store.jobs import get_job, list_jobs
-from tests.pipeline_fixtures import insert_test_tasks, pipeline_responder
-from tests.training_helpers import make_version, tiny_config, wait_for
+from tests.support.tasks import insert_test_tasks, pipeline_responder
+from tests.support.training import make_version, tiny_config, wait_for
 from training.queue import submit
 
 ENV_KEY = f"sk-test-env-{uuid.uuid4().hex}"

@@ -3,7 +3,7 @@
 One training job runs at a time by default (``$COI_MAX_TRAIN_JOBS`` raises it). ``submit`` adds a
 job and starts it at once if the queue is free; otherwise it waits as 'queued'. ``pump_queue``
 starts the next queued jobs; the page, the CLI and every finishing training process call it, so
-the next job starts when one ends. The generic process handling lives in ``training.jobs``.
+the next job starts when one ends. The generic process handling lives in ``jobs.process``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from jobs import process
 from store.errors import CoiError
-from store.job_queue import claim_next_queued, requeue
-from store.jobs import Job, create_job, finish_job, get_job, list_jobs, update_job
+from store.jobs import Job, claim_next_queued, create_job, finish_job, get_job, list_jobs, requeue, update_job
 from store.paths import confine_data_path, confine_model_path
 from store.versions import list_versions
-from training import jobs
 from training.config import TrainConfig, resolve_output_dir
 
 KIND = "train"
@@ -87,12 +86,12 @@ def start(db: sqlite_utils.Database, job_id: int) -> int:
         env["CUDA_VISIBLE_DEVICES"] = ""
     elif "CUDA_VISIBLE_DEVICES" not in os.environ:  # else the Trainer would DataParallel over every GPU
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(cfg.num_gpus)))
-    return jobs.launch(db, job_id, MODULE, launcher=accelerate_launcher(cfg.num_gpus), env=env)
+    return process.launch(db, job_id, MODULE, launcher=accelerate_launcher(cfg.num_gpus), env=env)
 
 
 def refresh_running(db: sqlite_utils.Database) -> list[Job]:
     """Re-attach to every running training job (dead processes become 'failed')."""
-    return [jobs.refresh(db, j.id) for j in list_jobs(db, kind=KIND, statuses=["running"])]
+    return [process.refresh(db, j.id) for j in list_jobs(db, kind=KIND, statuses=["running"])]
 
 
 def pump_queue(db: sqlite_utils.Database) -> list[int]:
@@ -110,7 +109,7 @@ def pump_queue(db: sqlite_utils.Database) -> list[int]:
 
 def cancel(db: sqlite_utils.Database, job_id: int) -> Job | None:
     """Cancel a queued or running job (its process group is killed), then start the next one."""
-    job = jobs.cancel(db, job_id)
+    job = process.cancel(db, job_id)
     pump_queue(db)
     return job
 

@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from jobs.process import force_weights_only, run_as_job
+from models.registry import load_causal_lm, resolve_model
+from models.safe_load import require_safe_checkpoint
 from store.db import connect
 from store.errors import CoiError
 from store.jobs import add_metrics, delete_metrics_after, get_job, heartbeat
@@ -27,10 +30,7 @@ from store.paths import confine_data_path
 from store.versions import list_versions, version_records
 from training.config import TrainConfig
 from training.data import IGNORE, PadCollator, build_examples, split_eval
-from training.jobs import run_as_job
-from training.models import load_causal_lm, resolve_model
 from training.queue import confine_paths, last_checkpoint, pump_queue
-from training.safe_load import force_weights_only, require_safe_checkpoint
 
 META_FILE = "coi_meta.json"
 ADAPTER_SUBDIR = "adapter"

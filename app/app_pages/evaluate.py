@@ -67,7 +67,7 @@ def new_run_form() -> None:
 
 @st.fragment(run_every=3)
 def active_runs() -> None:
-    from training.jobs import cancel, refresh
+    from jobs.process import cancel, refresh
 
     with open_db(db_path()) as db:
         jobs = [refresh(db, j.id) for j in list_jobs(db, kind="eval", statuses=["queued", "running"])]

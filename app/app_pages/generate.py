@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
+from jobs.process import cancel, refresh
 from pipeline.run import BatchConfig, launch_batch, resume_batch
 from pipeline.status import (
     WEAK_MODEL_NOTE,
@@ -23,7 +24,6 @@ from pipeline.status import (
 from store.db import open_db
 from store.pipeline_queries import task_categories, verdict_counts
 from store.tasks import count_tasks
-from training.jobs import cancel, refresh
 
 init_state()
 ss = st.session_state

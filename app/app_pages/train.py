@@ -11,12 +11,12 @@ import streamlit as st
 from app.charts import loss_figure, throughput_figure
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
+from jobs.process import log_tail
 from store.db import open_db
 from store.jobs import Job, get_job, get_metrics, list_jobs
 from store.versions import SplitSpec, create_version, list_versions
 from training import queue
 from training.config import PRESETS, FieldSpec, config_diff, form_fields, preset
-from training.jobs import log_tail
 
 init_state()
 ss = st.session_state

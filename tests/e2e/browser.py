@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.probes import wait
+from tests.support import ROOT
+from tests.support.probes import wait
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = [

@@ -31,9 +31,9 @@ from tests.e2e.browser import (
     shot,
     shows,
 )
-from tests.fake_llm_server import MODEL_ID, ScriptedLLMServer
-from tests.pipeline_fixtures import make_tasks, pipeline_responder
-from tests.probes import query, scalar
+from tests.support.llm_server import MODEL_ID, ScriptedLLMServer
+from tests.support.probes import query, scalar
+from tests.support.tasks import make_tasks, pipeline_responder
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 EDITED = "Edited in the browser: the committee approved the library budget."
@@ -79,7 +79,7 @@ def app(tmp_path, db_path, tiny_model_dir):
 
 def kill_job_groups(db_path: Path) -> None:
     """Jobs run in their own sessions: kill any still alive, so a failing test leaves no process behind."""
-    from training.jobs import group_alive
+    from jobs.process import group_alive
 
     if not db_path.exists():
         return

@@ -23,7 +23,7 @@ from tests.e2e.browser import (
     shot,
     streamlit_cmd,
 )
-from tests.probes import query, scalar
+from tests.support.probes import query, scalar
 
 pytestmark = pytest.mark.e2e
 NASTY = "<script>alert(1)</script> and **bold**"

@@ -1,0 +1,345 @@
+"""Background jobs as detached processes: launch, watch, cancel, re-attach.
+
+Kind-agnostic: training, evaluation and generation batches all run as
+``python -m <module> --job ID`` in their own process group, log to a file, and write their
+status, heartbeat and metrics to the database. A page reload or an app restart re-attaches by
+reading the job row and checking its pid; a process that died without saying so is marked failed
+with the end of its log and a plain-words reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+from store.access import LOGIN_SECRETS
+from store.db import connect, default_db_path, utcnow
+from store.errors import CoiError
+from store.jobs import Job, finish_job, get_job, requeue, update_job
+
+# Popen objects of children started by this process, so they are reaped (no zombies) when they end.
+_children: dict[int, subprocess.Popen] = {}
+LOG_TAIL_LINES = 40
+# How long a job claimed from the queue may go without a pid before refresh takes its launcher for dead.
+LAUNCH_GRACE_S = 30.0
+
+
+def logs_dir() -> Path:
+    """Where job logs go: ``$COI_LOG_DIR`` or ``logs/`` beside the database."""
+    env = os.environ.get("COI_LOG_DIR")
+    return Path(env) if env else default_db_path().resolve().parent / "logs"
+
+
+def launch(
+    db: sqlite_utils.Database,
+    job_id: int,
+    module: str,
+    *,
+    extra_args: list[str] | None = None,
+    launcher: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``python -m module --job ID`` detached (new session), log to a file, record the pid.
+
+    Args:
+        db: The database the job row lives in (its path is passed to the child as $COI_DB).
+        job_id: The job's id.
+        module: The entry module, e.g. "training.run".
+        extra_args: More arguments for the module.
+        launcher: A prefix replacing ``python``, e.g. ``["accelerate", "launch", "--num_processes", "2"]``.
+        env: Extra environment variables for the child.
+
+    Returns:
+        The child's pid.
+    """
+    log_path = logs_dir() / f"job-{job_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [*(launcher or [sys.executable]), "-m", module, "--job", str(job_id), *(extra_args or [])]
+    inherited = {k: v for k, v in os.environ.items() if k not in LOGIN_SECRETS}
+    child_env = {**inherited, **(env or {}), "COI_DB": _db_file(db), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=child_env,
+            cwd=str(_project_root()),
+        )
+    _children[proc.pid] = proc
+    update_job(
+        db,
+        job_id,
+        status="running",
+        pid=proc.pid,
+        log_path=str(log_path),
+        started_at=utcnow(),
+        heartbeat_at=utcnow(),
+        error=None,
+        ended_at=None,
+    )
+    return proc.pid
+
+
+def resume(
+    db: sqlite_utils.Database,
+    job_id: int,
+    module: str,
+    *,
+    env: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
+) -> int:
+    """Launch a failed or cancelled job again (its module picks up where the saved rows end).
+
+    Generation skips chains and LLM calls already stored, eval skips predictions already saved,
+    training continues from its newest checkpoint (training resumes through ``training.queue``).
+
+    Returns:
+        The new pid.
+
+    Raises:
+        CoiError: the job does not exist or is not failed/cancelled.
+    """
+    job = refresh(db, job_id)
+    if job is None:
+        raise CoiError(f"There is no job #{job_id}", "Pick a job from the list.")
+    if not requeue(db, job_id):
+        raise CoiError(
+            f"Job #{job_id} is {job.status}; only failed or cancelled jobs can be resumed",
+            "Wait for it to end, or cancel it first.",
+        )
+    return launch(db, job_id, module, extra_args=None, launcher=launcher, env=env)
+
+
+def _db_file(db: sqlite_utils.Database) -> str:
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def is_alive(pid: int | None) -> bool:
+    """True while the process runs (a finished child of ours is reaped, a zombie counts as dead)."""
+    if not pid:
+        return False
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _launching(job: Job) -> bool:
+    """Claimed from the queue (status 'running') while the claimer is still starting its process (no pid yet)."""
+    if job.pid or not job.started_at:
+        return False
+    claimed = dt.datetime.fromisoformat(job.started_at)
+    return (dt.datetime.now(dt.timezone.utc) - claimed).total_seconds() < LAUNCH_GRACE_S
+
+
+def _not_dead(job: Job | None) -> bool:
+    """Nothing for refresh to mark: no job, an ended or queued one, one being launched, or its process runs."""
+    return (
+        job is None
+        or job.status != "running"
+        or _launching(job)
+        or (is_alive(job.pid) and runs_job(job.pid, job.id))
+    )
+
+
+def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
+    """Re-attach to a job: a 'running' job whose process is gone becomes 'failed' with its log tail."""
+    job = get_job(db, job_id)
+    if _not_dead(job):
+        return job
+    time.sleep(0.2)  # the child may be writing its own final status, or its launcher its pid, right now
+    job = get_job(db, job_id)
+    if _not_dead(job):
+        return job
+    tail = log_tail(job.log_path)
+    finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip())
+    return get_job(db, job_id)
+
+
+def refresh_all(db: sqlite_utils.Database) -> list[Job]:
+    """Re-attach to every running job of any kind (what the app does once per session on load).
+
+    A job whose process died while the app was down (kill -9, a crash, a reboot) becomes 'failed'
+    with a plain reason, so its page offers a resume instead of showing it running forever.
+    """
+    from store.jobs import list_jobs
+
+    return [refresh(db, j.id) for j in list_jobs(db, statuses=["running"], limit=10_000)]
+
+
+def runs_job(pid: int, job_id: int) -> bool:
+    """False when ``pid`` now belongs to another program (pids are reused, e.g. after a reboot).
+
+    Every job process runs ``... -m <module> --job ID`` (an accelerate launcher passes it on too).
+    Without /proc (not Linux) the pid is trusted.
+    """
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    if not any(args):  # mid-exec (the new image's arguments are not set up yet): trust it
+        return True
+    if b"--job" not in args:
+        return False
+    i = args.index(b"--job")
+    return i + 1 < len(args) and args[i + 1] == str(job_id).encode()
+
+
+def cancel(db: sqlite_utils.Database, job_id: int, *, grace_s: float = 5.0) -> Job | None:
+    """Kill the job's whole process group (SIGTERM, then SIGKILL) and mark it cancelled."""
+    job = get_job(db, job_id)
+    if job is None or not job.active:
+        return job
+    if job.pid and is_alive(job.pid) and runs_job(job.pid, job_id):  # never kill a reused pid's group
+        _kill_group(job.pid, grace_s)
+    finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
+    return get_job(db, job_id)
+
+
+def _kill_group(pid: int, grace_s: float) -> None:
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and is_alive(pid):
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (is_alive(pid) or group_alive(pgid)):
+        time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    """True if a live (non-zombie) process of process group ``pgid`` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return any(_live_in_group(entry, pgid) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+
+
+def _live_in_group(proc_dir: Path, pgid: int) -> bool:
+    try:
+        fields = (proc_dir / "stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return False
+    # After the command name: state, ppid, pgrp, ...
+    return int(fields[2]) == pgid and fields[0] != "Z"
+
+
+def log_tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file ('' if there is none)."""
+    if not path or not Path(path).exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64_000))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+_REASONS = [
+    (
+        ("CUDA out of memory", "OutOfMemoryError", "MemoryError", "Killed"),
+        "Out of memory: lower the batch size or the max sequence length, or enable gradient checkpointing.",
+    ),
+    (
+        (
+            "Torch not compiled with CUDA",
+            "no CUDA GPUs are available",
+            "CUDA driver",
+            "NVIDIA driver",
+            "CUDA is missing",
+        ),
+        "CUDA is missing: this machine has no usable GPU; set the number of GPUs to 0 to train on the CPU.",
+    ),
+    (
+        # Exception names only: a bare "config" would match every training log (it prints its config first).
+        ("CoiError", "ValueError", "KeyError", "TypeError", "Bad training config"),
+        "Bad configuration: see the log tail for the field at fault.",
+    ),
+]
+
+
+def explain_failure(log_text: str) -> str:
+    """A plain-words reason for a failed job, from its log."""
+    for needles, reason in _REASONS:
+        if any(n in log_text for n in needles):
+            return reason
+    if not log_text.strip():
+        return "The process ended without writing a log (killed from outside?)."
+    return "The process ended unexpectedly (killed, or crashed); see the log tail."
+
+
+def force_weights_only() -> None:
+    """Make every ``torch.load`` in this process weights-only (torch reads the variable per call)."""
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)  # both set is an error in torch
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+
+
+def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
+    """The child side: run ``body(job_id)`` and record how it ended. Returns an exit code.
+
+    ``body`` returns the job's result dict. SIGTERM (cancel) ends it as 'cancelled'; an exception
+    ends it as 'failed' with the traceback, which also goes to the log.
+    """
+    signal.signal(signal.SIGTERM, _raise_cancelled)
+    force_weights_only()  # a job never unpickles arbitrary objects, whatever a library asks torch.load
+    db = connect()
+    update_job(db, job_id, status="running", pid=os.getpid(), heartbeat_at=utcnow())
+    try:
+        result = body(job_id) or {}
+    except JobCancelled:
+        finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
+        trace = traceback.format_exc()
+        print(trace, file=sys.stderr, flush=True)
+        finish_job(db, job_id, "failed", error=f"{explain_failure(trace)}\n\n{exc!r}")
+        return 1
+    update_job(db, job_id, result=result, progress=1.0)
+    finish_job(db, job_id, "succeeded")
+    return 0
+
+
+class JobCancelled(Exception):
+    """Raised inside a job process when it receives SIGTERM."""
+
+
+def _raise_cancelled(signum, frame) -> None:
+    raise JobCancelled()

@@ -1,0 +1,118 @@
+"""The Generate and Settings pages through AppTest, against the scripted server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline.status import WEAK_MODEL_NOTE, job_view, parse_task_ids, save_endpoint
+from store.db import connect
+from store.errors import CoiError
+from store.jobs import create_job, get_job, update_job
+from store.settings import all_settings
+from tests.support.llm_server import ScriptedLLMServer
+from tests.support.pages import open_page
+from tests.support.tasks import insert_test_tasks, pipeline_responder
+
+
+def test_embedded_default_shows_the_weak_model_note(db_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    at = open_page("generate", via_main=True, reviewer=None)
+    assert any(WEAK_MODEL_NOTE in i.value for i in at.info)
+    assert any("embedded local model" in t.value for t in at.text)
+    assert any("Import at least two tasks" in w.value for w in at.warning)
+
+
+def test_form_renders_and_test_connection_uses_the_endpoint(db_path, monkeypatch):
+    with connect(db_path) as db:
+        insert_test_tasks(db)
+    with ScriptedLLMServer(responder=lambda body: "OK") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("COI_LLM_MODEL", "scripted-model")
+        at = open_page("generate", via_main=True, reviewer=None)
+        assert at.number_input(key="gen_n").value == 20
+        assert at.multiselect(key="gen_lengths").value == [2]
+        assert any(server.base_url in t.value for t in at.text)
+        at.button(key="gen_test_connection").click()
+        at.run()
+        assert not at.exception, at.exception
+        assert server.request_count == 1
+        assert at.success[0].value.startswith("Connected to " + server.base_url)
+
+
+def test_failed_connection_is_a_plain_error(db_path, monkeypatch):
+    with ScriptedLLMServer() as server:
+        url = server.base_url
+    monkeypatch.setenv("OPENAI_BASE_URL", url)  # the server is gone: nothing listens there now
+    at = open_page("generate", via_main=True, reviewer=None)
+    at.button(key="gen_test_connection").click()
+    at.run()
+    assert not at.exception and "did not answer" in at.error[0].value
+
+
+def test_start_batch_from_the_form_runs_a_job(db_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
+    with connect(db_path) as db:
+        insert_test_tasks(db)
+    with ScriptedLLMServer(responder=pipeline_responder) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        at = open_page("generate", via_main=True, reviewer=None)
+        at.number_input(key="gen_n").set_value(3)
+        at.button[1].click()  # the form's submit button
+        at.run()
+        assert not at.exception, at.exception
+        with connect(db_path) as db:
+            deadline = time.monotonic() + 60
+            while get_job(db, 1).status == "running" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            job = get_job(db, 1)
+        assert job.status == "succeeded", job.error
+        at.run()
+        assert any("chains added" in t.value for t in at.text)
+        assert any(
+            p.proto.page == "app_pages/review.py" or "review" in str(p.proto) for p in at.get("page_link")
+        )
+
+
+def test_job_view_and_task_id_parsing(db):
+    job_id = create_job(db, "generate", {})
+    result = {
+        "verdicts": {"yes": 3, "unknown": 1},
+        "errors": [{"item": "chain [1, 2]", "error": "step 2: empty completion"}],
+        "usage": {
+            "requests": 9,
+            "cache_hits": 2,
+            "prompt_tokens": 100,
+            "completion_tokens": 20,
+            "latency_ms": 1500,
+        },
+        "chains_added": 2,
+    }
+    update_job(db, job_id, status="succeeded", result=result, done=5, total=5, message="generating steps")
+    view = job_view(get_job(db, job_id))
+    assert view.fraction == 1.0 and view.verdicts == {"yes": 3, "unknown": 1} and len(view.errors) == 1
+    assert "9 requests, 2 cache hits" in view.totals and "1.5 s" in view.totals
+    assert parse_task_ids("1, 2 5-7") == (1, 2, 5, 6, 7) and parse_task_ids("") == ()
+    with pytest.raises(CoiError):
+        parse_task_ids("1, x")
+
+
+def test_settings_endpoint_section_saves_no_key(db_path):
+    at = open_page("settings", via_main=True, reviewer=None)
+    at.text_input(key="set_llm_url").input("http://127.0.0.1:9999/v1")
+    at.text_input(key="set_llm_model").input("my-model")
+    at.selectbox(key="set_llm_api").set_value("chat")
+    at.text_input(key="set_llm_key").input("sk-page-SECRET-42")
+    at.button(key="set_llm_save").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Saved") for s in at.success)
+    with connect(db_path) as db:
+        saved = all_settings(db)
+        assert saved["llm_base_url"] == "http://127.0.0.1:9999/v1" and saved["llm_api"] == "chat"
+        assert "sk-page-SECRET-42" not in str(saved)
+        with pytest.raises(CoiError):
+            save_endpoint(db, "ftp://x", "m", "chat")
+    assert at.session_state["llm_api_key"] == "sk-page-SECRET-42"
+    assert b"sk-page-SECRET-42" not in db_path.read_bytes()

@@ -1,0 +1,223 @@
+"""The Review page through AppTest: edit -> stale -> refused accept, regenerate, undo, two sessions."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from store.chains import get_chain, insert_chain, upsert_composition
+from store.models import Chain, Step
+from store.review import chain_history
+from tests.support.chains import add_chain
+from tests.support.pages import open_page
+
+
+def make_chain(db, outputs=("out one", "out two", "out three")) -> int:
+    """A proposed chain with a checker verdict, as the pipeline leaves it."""
+    return add_chain(
+        db,
+        outputs=outputs,
+        first_input="the input",
+        comp="comp-1",
+        verdict="yes",
+        reason="they chain",
+        confidence=0.9,
+        category="c",
+        source="s",
+    )
+
+
+def edit_step(at: AppTest, chain_id: int, position: int, text: str, version: int = 1) -> AppTest:
+    key = f"c{chain_id}v{version}_{position}"
+    at.text_area(key=f"{key}_text").set_value(text)
+    at.button(key=f"{key}_save").click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> list[str]:
+    return [c.value for c in at.code]
+
+
+def test_edit_marks_stale_refuses_accept_then_undo_restores(db):
+    cid = make_chain(db)
+    at = open_page("review")
+    assert "out two" in texts(at)
+    edit_step(at, cid, 1, "corrected one")
+    chain = get_chain(db, cid)
+    assert [s.stale for s in chain.steps] == [False, True, True]
+    assert [(e.field, e.old, e.new, e.author) for e in chain_history(db, cid) if e.field == "output"] == [
+        ("output", "out one", "corrected one", "alice")
+    ]
+    at.button(key="accept").click().run()
+    assert any("stale" in e.value for e in at.error)
+    assert get_chain(db, cid).status == "proposed"
+    at.button(key="undo").click().run()
+    restored = get_chain(db, cid)
+    assert restored.steps[0].output == "out one" and restored.steps[0].origin == "llm"
+    assert not restored.has_stale
+    assert "out one" in texts(at)
+
+
+def regenerate_after_editing_step_1(db, cid: int, *replies: str) -> tuple[AppTest, int]:
+    """Edit step 1, press Regenerate against a scripted LLM; returns the page and the requests it got."""
+    from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
+    from store.settings import set_setting
+    from tests.support.llm_server import ScriptedLLMServer
+
+    with ScriptedLLMServer(latency=0) as server:
+        server.enqueue(*replies)
+        set_setting(db, SETTING_BASE_URL, server.base_url)
+        set_setting(db, SETTING_MODEL, "scripted")
+        at = open_page("review")
+        edit_step(at, cid, 1, "corrected one")
+        at.button(key="regen").click().run()
+        return at, len(server.requests)
+
+
+def test_regenerate_with_scripted_llm_then_accept(db):
+    cid = make_chain(db)
+    at, requests = regenerate_after_editing_step_1(db, cid, "regenerated two", "regenerated three")
+    assert not at.exception, at.exception
+    assert requests == 2
+    assert "regenerated two" in texts(at)
+    at.button(key="apply_regen").click().run()
+    chain = get_chain(db, cid)
+    assert not chain.has_stale
+    assert chain.outputs == ["corrected one", "regenerated two", "regenerated three"]
+    assert chain.steps[2].input == "regenerated two"
+    at.button(key="accept").click().run()
+    assert not at.exception
+    assert get_chain(db, cid).status == "accepted"
+
+
+def test_two_sessions_saving_the_same_chain_one_conflict_no_lost_update(db):
+    cid = make_chain(db)
+    alice, bob = open_page("review", reviewer="alice"), open_page("review", reviewer="bob")
+    edit_step(alice, cid, 2, "alice's two")
+    edit_step(bob, cid, 2, "bob's two")
+    assert any("changed by alice" in e.value for e in bob.error)
+    assert "alice's two" in texts(bob)  # bob sees the other change
+    assert get_chain(db, cid).steps[1].output == "alice's two"
+    assert get_chain(db, cid).version == 2
+    bob.button(key="reload_conflict").click().run()
+    edit_step(bob, cid, 2, "bob's two", version=2)
+    news = [e.new for e in chain_history(db, cid) if e.field == "output"]
+    assert news == ["alice's two", "bob's two"]  # both saved, in order; nothing lost
+
+
+def test_user_text_is_shown_literally(db):
+    cid = make_chain(db, outputs=("<script>alert(1)</script>", "**bold**"))
+    at = open_page("review")
+    assert "<script>alert(1)</script>" in texts(at) and "**bold**" in texts(at)
+    assert not any("bold" in m.value for m in at.markdown)
+    assert cid
+
+
+def add_simple(db, tag: str, comp: str | None = None) -> int:
+    steps = [Step(1, f"instr {tag}", f"in {tag}", f"out {tag}", origin="llm")]
+    comp_id = upsert_composition(db, comp or f"comp-{tag}", length=1)
+    return insert_chain(db, Chain(steps=steps, composition_id=comp_id))[0]
+
+
+def current_id(at: AppTest) -> int:
+    heading = next(h.value for h in at.subheader if h.value.startswith("Chain #"))
+    return int(heading.split("#")[1].split()[0])
+
+
+def test_decisions_move_the_queue_and_undo_brings_a_decision_back(db):
+    first, second, third = (add_simple(db, t) for t in ("a", "b", "c"))
+    at = open_page("review")
+    assert current_id(at) == third  # newest first
+    at.button(key="accept").click().run()
+    assert get_chain(db, third).status == "accepted" and current_id(at) == second
+    at.button(key="undo").click().run()
+    assert get_chain(db, third).status == "proposed" and current_id(at) == third
+    at.button(key="skip").click().run()
+    assert current_id(at) == second and get_chain(db, third).status == "proposed"
+    at.selectbox(key="reject_tag").set_value("unsafe")
+    at.button(key="reject").click().run()
+    assert get_chain(db, second).status == "rejected" and current_id(at) == first
+    assert db.execute("SELECT decision, reason FROM reviews ORDER BY id").fetchall() == [
+        ("accept", ""),
+        ("skip", ""),
+        ("reject", "unsafe"),
+    ]
+    statuses = [(e.field, e.old, e.new) for e in chain_history(db, second) if e.field == "status"]
+    assert statuses == [("status", "proposed", "rejected")]
+
+
+def test_reject_composition_and_bulk_reject_filtered_set(db):
+    a = add_simple(db, "a", comp="shared")
+    b = add_simple(db, "b", comp="shared")
+    others = [add_simple(db, t) for t in ("c", "d")]
+    at = open_page("review")
+    at.selectbox(key="review_pick").set_value(b).run()
+    at.button(key="reject_composition").click().run()
+    assert {get_chain(db, c).status for c in (a, b)} == {"rejected"}
+    assert {get_chain(db, c).status for c in others} == {"proposed"}
+    at.sidebar.checkbox(key="bulk_sure").check().run()
+    at.sidebar.button(key="bulk_reject").click().run()
+    assert {get_chain(db, c).status for c in others} == {"rejected"}
+
+
+def test_double_review_shows_agreement(db):
+    ids = [add_simple(db, t) for t in ("a", "b")]
+    ann = open_page("review", reviewer="ann")
+    ann.sidebar.toggle(key="double_review").set_value(True).run()
+    ann.button(key="accept").click().run()
+    ann.button(key="accept").click().run()
+    assert not any(h.value.startswith("Chain #") for h in ann.subheader)  # nothing left for ann
+    assert {get_chain(db, c).status for c in ids} == {"proposed"}
+    ben = open_page("review", reviewer="ben")
+    ben.button(key="accept").click().run()
+    ben.button(key="reject").click().run()
+    assert sorted(get_chain(db, c).status for c in ids) == ["accepted", "needs_review"]
+    metrics = {m.label: m.value for m in ben.sidebar.metric}
+    assert metrics["Agreement"] == "50%"
+    assert metrics["Cohen's kappa"] == "0.00"
+
+
+def test_filters_search_and_pages(db):
+    ids = [add_simple(db, f"w{i}") for i in range(25)]
+    at = open_page("review")
+    assert any("1-20 of 25" in c.value for c in at.caption)
+    at.button(key="next_page").click().run()
+    assert any("21-25 of 25" in c.value for c in at.caption)
+    at.sidebar.text_input(key="search").set_value("w7").run()
+    assert current_id(at) == ids[7]
+    assert any("1-1 of 1" in c.value for c in at.caption)
+
+
+def test_confirming_stale_steps_as_is_allows_accept(db):
+    cid = make_chain(db)
+    at = open_page("review")
+    edit_step(at, cid, 1, "corrected one")
+    at.button(key=f"c{cid}v2_2_confirm").click().run()
+    at.button(key=f"c{cid}v3_3_confirm").click().run()
+    assert not get_chain(db, cid).has_stale
+    at.button(key="accept").click().run()
+    assert get_chain(db, cid).status == "accepted"
+    fields = [(e.position, e.field, e.new) for e in chain_history(db, cid) if e.reason == "confirmed as is"]
+    assert fields == [(2, "stale", "0"), (3, "stale", "0")]
+
+
+def test_regenerate_discard_keeps_old_output_stale(db):
+    cid = make_chain(db)
+    at, _ = regenerate_after_editing_step_1(db, cid, "new two", "new three")
+    at.checkbox(key="keep_2").uncheck()
+    at.button(key="apply_regen").click().run()
+    chain = get_chain(db, cid)
+    assert chain.outputs == ["corrected one", "out two", "new three"]
+    assert [s.stale for s in chain.steps] == [False, True, True]  # step 3 was made from the discarded input
+    at.button(key="accept").click().run()
+    assert any("stale" in e.value for e in at.error)
+
+
+def test_reviewer_name_is_per_session(db):
+    cid = add_simple(db, "n")
+    at = open_page("review", reviewer="alice")
+    at.sidebar.text_input(key="review_name").set_value("zoe").run()
+    at.button(key="accept").click().run()
+    assert db.execute("SELECT reviewer FROM reviews").fetchall() == [("zoe",)]
+    assert get_chain(db, cid).reviewer == "zoe"
