@@ -351,3 +351,16 @@ def m007_metrics_unique(db: sqlite_utils.Database) -> None:
         "DROP INDEX IF EXISTS idx_metrics_job",
         "CREATE UNIQUE INDEX idx_metrics_job_name_step ON metrics(job_id, name, step)",
     )
+
+
+@migrations()
+def m015_step_flags(db: sqlite_utils.Database) -> None:
+    """Generation-check flags on steps and a risk score per chain, so the queue can sort by risk."""
+    _exec(
+        db,
+        "ALTER TABLE chains ADD COLUMN risk INTEGER NOT NULL DEFAULT 0",
+        # Risk-first review walks this index and stops after one page.
+        "CREATE INDEX idx_chains_status_risk ON chains(status, risk, id)",
+        # Only flagged steps are in it: the flag-kind filter and its choices read just those.
+        "CREATE INDEX idx_steps_flagged ON steps(chain_id) WHERE flag IS NOT NULL",
+    )
