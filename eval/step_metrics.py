@@ -6,7 +6,8 @@ scores above zero, and a shuffled sorted list keeps most of its longest common s
 step's type comes from its task's category where one is known, else from its instruction text
 (the paper's imported chains have no categories), and can be overridden.
 
-Every function here is pure: the eval report, the bench and the generation checks call them.
+Every function here is pure: the eval report and the bench call them. The step types themselves
+live in ``store.step_types``, since generation (the judge's rubrics) needs them too.
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ import unicodedata
 from dataclasses import dataclass
 
 from eval.rouge import rouge_l, tokenize
+from store.step_types import (
+    JSON,
+    LABEL,
+    LIST,
+    NUMBER,
+    ORDER,
+    STEP_TYPES,
+    TEXT,
+    infer_step_type,
+    resolve_step_type,
+)
 
-LABEL, NUMBER, LIST, ORDER, JSON, TEXT = "label", "number", "list", "order", "json", "text"
-STEP_TYPES = (LABEL, NUMBER, LIST, ORDER, JSON, TEXT)
+__all__ = ["STEP_TYPES", "infer_step_type", "resolve_step_type"]  # re-exported beside the metrics
 
 
 @dataclass(frozen=True)
@@ -41,62 +52,6 @@ METRICS = {
     JSON: StepMetric(JSON, "json_match", 1.0),
     TEXT: StepMetric(TEXT, "rougeL", 0.3),
 }
-
-# The sample data's categories (store/sample_data/tasks.jsonl); unknown ones fall back to the text.
-CATEGORY_TYPES = {
-    "count": NUMBER,
-    "classify": LABEL,
-    "extract": LIST,
-    "bullet_list": TEXT,  # a reformatting of prose: its items are reworded, so item match is too strict
-    "sort": ORDER,
-    "format_json": JSON,
-    "translate": TEXT,
-    "summarize": TEXT,
-    "rewrite": TEXT,
-    "simplify": TEXT,
-    "answer_question": TEXT,
-    "correct_grammar": TEXT,
-    "title": TEXT,
-}
-
-# Instruction patterns, most specific first; matched against the lower-cased instruction.
-_INSTRUCTION_TYPES: list[tuple[str, re.Pattern]] = [
-    (JSON, re.compile(r"\bjson\b")),
-    (ORDER, re.compile(r"\b(sort|order|rank|arrange)\b.*\b(alphabetical|ascending|descending|order)")),
-    (ORDER, re.compile(r"^\s*sort\b")),
-    (NUMBER, re.compile(r"\b(count|how many|number of|calculate|compute)\b")),
-    (
-        LABEL,
-        re.compile(
-            r"\b(classify|categori[sz]e|label|(determine|decide|identify|check) (if|whether)|is it|"
-            r"answer (with )?(yes|no|true|false)|output (1|0|yes|no|true|false)|choose|select the|"
-            r"which of|true or false|yes or no|answer with \"[^\"]{1,20}\" or)\b"
-        ),
-    ),
-    (LIST, re.compile(r"\b(extract|list (all|the|every)|find all|identify all)\b")),
-]
-
-
-def infer_step_type(instruction: str, category: str = "") -> str:
-    """The step type from the task's category if known, else from the instruction's wording."""
-    if category in CATEGORY_TYPES:
-        return CATEGORY_TYPES[category]
-    text = instruction.lower()
-    for step_type, pattern in _INSTRUCTION_TYPES:
-        if pattern.search(text):
-            return step_type
-    return TEXT
-
-
-def resolve_step_type(
-    instruction: str, category: str = "", overrides: dict[str, str] | None = None, task_name: str = ""
-) -> str:
-    """An override by task name, then by category, wins over inference."""
-    overrides = overrides or {}
-    chosen = overrides.get(task_name) or overrides.get(category) or infer_step_type(instruction, category)
-    if chosen not in STEP_TYPES:
-        raise ValueError(f"unknown step type {chosen!r}; use one of {', '.join(STEP_TYPES)}")
-    return chosen
 
 
 def normalize(text: str) -> str:
