@@ -364,3 +364,26 @@ def m015_step_flags(db: sqlite_utils.Database) -> None:
         # Only flagged steps are in it: the flag-kind filter and its choices read just those.
         "CREATE INDEX idx_steps_flagged ON steps(chain_id) WHERE flag IS NOT NULL",
     )
+
+
+@migrations()
+def m016_judgements(db: sqlite_utils.Database) -> None:
+    """The LLM judge's verdict per step, with the rubric it used (one row per run, mode, chain, step)."""
+    _exec(
+        db,
+        """CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            eval_run_id INTEGER NOT NULL DEFAULT 0,
+            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            mode TEXT NOT NULL,
+            step_type TEXT NOT NULL,
+            rubric TEXT NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('correct', 'partly', 'wrong', 'unknown')),
+            reason TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            llm_call_id INTEGER REFERENCES llm_calls(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (eval_run_id, mode, chain_id, position))""",
+        "CREATE INDEX idx_judgements_chain ON judgements(chain_id, position)",
+    )
