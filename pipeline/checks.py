@@ -18,6 +18,8 @@ from functools import lru_cache
 
 from rapidfuzz.distance import Indel
 
+from store.flags import encode_flags
+
 EMPTY, COPIED_INPUT, COPIED_EXAMPLE = "empty", "copied_input", "copied_example"
 WRONG_LANGUAGE, TRUNCATED, WRONG_TYPE, DRIFTED = "wrong_language", "truncated", "wrong_type", "drifted"
 # How much each flag kind adds to a chain's risk (the Review queue sorts by the sum).
@@ -48,6 +50,11 @@ class Flag:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def encode(flags: list[Flag]) -> str | None:
+    """Flags as stored on a step or a task (with their severity), None when there are none."""
+    return encode_flags({**f.as_dict(), "severity": f.severity} for f in flags)
 
 
 def _words(text: str) -> list[str]:

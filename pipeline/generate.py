@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from pipeline.checks import check_step
+from pipeline.checks import check_step, encode
 from pipeline.compose import ACCEPTS, Proposal, input_kind, step_instruction, text_kind
 from pipeline.llm import LLMClient, LLMRequest
 from pipeline.prompts import GENERATE_EXAMPLE_TEXTS, GENERATE_STOP, generate_prompt, parse_generation
 from store.chains import composition_key_for_tasks, insert_chain, upsert_composition
-from store.flags import encode_flags, refresh_risk
+from store.flags import refresh_risk
 from store.hashing import content_hash
 from store.models import Chain, Step
 
@@ -65,7 +65,7 @@ def step_flags(
         output_kind=text_kind(res.output, tasks[pos - 1].category) if takes else None,
         next_accepts=ACCEPTS.get(takes) if takes else None,
     )
-    return encode_flags({**f.as_dict(), "severity": f.severity} for f in flags)
+    return encode(flags)
 
 
 def chain_key(proposal: Proposal) -> str:

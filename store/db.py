@@ -387,3 +387,14 @@ def m016_judgements(db: sqlite_utils.Database) -> None:
             UNIQUE (eval_run_id, mode, chain_id, position))""",
         "CREATE INDEX idx_judgements_chain ON judgements(chain_id, position)",
     )
+
+
+@migrations()
+def m017_short_proposals(db: sqlite_utils.Database) -> None:
+    """An LLM's short instruction is a proposal with a review state and the checks' flags."""
+    _exec(
+        db,
+        "ALTER TABLE tasks ADD COLUMN short_status TEXT",
+        "ALTER TABLE tasks ADD COLUMN short_flags TEXT",
+        "CREATE INDEX idx_tasks_short_status ON tasks(short_status) WHERE short_status IS NOT NULL",
+    )
