@@ -282,6 +282,24 @@ class Proposal:
     llm_call_id: int | None = None
     error: str | None = None
 
+    @property
+    def why_not_keep(self) -> str | None:
+        """Why "keep" should not be ticked for the reviewer, or None when the new output looks usable."""
+        new = _folded(self.new_output)
+        if self.error:
+            return "the LLM call failed"
+        if not new:
+            return "the new output is empty"
+        if new == _folded(self.input):
+            return "the new output repeats its input"
+        if new == _folded(self.old_output):
+            return "the new output is the old one"
+        return None
+
+
+def _folded(text: str) -> str:
+    return " ".join((text or "").casefold().split())
+
 
 def propose_regeneration(chain: Chain, generate: Callable[[str, str], object]) -> list[Proposal]:
     """Re-run ``generate(instruction, input)`` for the chain's stale steps, in order.
