@@ -155,6 +155,18 @@ def _select_chains(db: sqlite_utils.Database, spec: SplitSpec) -> list[Chain]:
     return chains
 
 
+def chain_sources(db: sqlite_utils.Database) -> dict[str, int]:
+    """Chain count per source, in first-import order (for picking a fixed test set)."""
+    rows = db.execute("SELECT source, count(*) FROM chains GROUP BY source ORDER BY min(id)").fetchall()
+    return {source or "": n for source, n in rows}
+
+
+def task_sources(db: sqlite_utils.Database) -> dict[str, int]:
+    """Task count per source (tasks can join a version as length-1 chains)."""
+    rows = db.execute("SELECT source, count(*) FROM tasks GROUP BY source ORDER BY min(id)").fetchall()
+    return {source or "": n for source, n in rows}
+
+
 def task_chains(db: sqlite_utils.Database, source: str) -> list[Chain]:
     """Tasks of ``source`` as length-1 chains (id = -task id), with the composition of their instruction."""
     from store.chains import composition_key_for_instructions
