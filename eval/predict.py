@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from eval.rouge import RougeL
 from models.safe_load import require_safetensors_adapter
-from store.coi_format import chain_prompt, parse_output, render_prompt
+from store.coi_format import parse_output, record_prompt, render_prompt
 from store.predictions import Prediction
 
 Progress = Callable[[int, str], None]  # (units just finished, message)
@@ -154,6 +154,8 @@ def load_generator(
 
     from models.registry import load_causal_lm
 
+    if adapter_dir and _is_full_model(adapter_dir):  # a full fine-tune saves the whole model there
+        model, adapter_dir = adapter_dir, None
     lm, tokenizer = load_causal_lm(model, log=log)  # safetensors only
     if adapter_dir:
         from peft import PeftModel
@@ -164,6 +166,13 @@ def load_generator(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lm.to(device).eval()
     return Generator(lm, tokenizer, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+
+def _is_full_model(path: str) -> bool:
+    from pathlib import Path
+
+    folder = Path(path)
+    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
 
 
 def _step_input(record: dict, k: int, previous: list[str]) -> str:
@@ -192,7 +201,7 @@ def predict_chain(
     gen: Generator, records: list[dict], scorer: RougeL, progress: Progress | None = None
 ) -> list[Prediction]:
     """Chain mode: one prompt per chain, the answer split into steps by the shared parser."""
-    prompts = [chain_prompt(r["instructions"], r["input"]) for r in records]
+    prompts = [record_prompt(r) for r in records]
     rows: list[Prediction] = []
     for record, prompt, g in zip(records, prompts, gen.generate(prompts, progress)):
         n = record["length"]

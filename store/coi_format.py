@@ -20,10 +20,22 @@ from dataclasses import dataclass, field
 from store.errors import CoiError
 
 JOINT = " and then "
-PROMPT_HEADER = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request."
-)
+# The authors' template, byte for byte: PROMPT_DICT of tatsu-lab/stanford_alpaca's train.py, which
+# amazon-science/chain-of-instructions trains with (model_training/stanford_alpaca/train.py). The
+# response follows "### Response:" directly; there is no trailing newline.
+PROMPT_DICT = {
+    "prompt_input": (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+    ),
+    "prompt_no_input": (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Response:"
+    ),
+}
+PROMPT_HEADER = PROMPT_DICT["prompt_input"].split("\n\n")[0]
 # Leading whitespace belongs to the separator so step outputs come out stripped on the left of markers.
 # At most 9 digits: int() of a longer run can blow Python's digit limit (a ValueError on any text).
 MARKER_RE = re.compile(
@@ -154,17 +166,27 @@ def _salvage(text: str, matches: list[re.Match], n: int) -> ParsedOutput:
 
 
 def render_prompt(instruction: str, input_text: str) -> str:
-    """The Alpaca-style prompt that training and evaluation share (the model writes the response)."""
-    parts = [PROMPT_HEADER, f"### Instruction:\n{instruction}"]
+    """The authors' Alpaca prompt that training and evaluation share (the model writes the response).
+
+    As their train.py: ``prompt_input`` unless the input is empty; ``format_map`` parses only the
+    template, so braces inside the instruction or input are kept as they are.
+    """
     if input_text:
-        parts.append(f"### Input:\n{input_text}")
-    parts.append("### Response:\n")
-    return "\n\n".join(parts)
+        return PROMPT_DICT["prompt_input"].format_map({"instruction": instruction, "input": input_text})
+    return PROMPT_DICT["prompt_no_input"].format_map({"instruction": instruction})
 
 
-def chain_prompt(instructions: list[str], input_text: str) -> str:
-    """The prompt for a whole chain in one go (the paper's setting)."""
-    return render_prompt(join_instructions(instructions), input_text)
+def chain_prompt(instructions: list[str], input_text: str, fmt: dict | None = None) -> str:
+    """The prompt for a whole chain in one go (the paper's setting), with the chain's own instruction text."""
+    return render_prompt(chain_instruction(instructions, fmt), input_text)
+
+
+def record_prompt(record: dict) -> str:
+    """The chain-mode prompt of a dataset-version record: its paper instruction exactly as frozen."""
+    instruction = record.get("instruction")
+    if instruction is None:
+        instruction = join_instructions(record.get("instructions") or [""])
+    return render_prompt(instruction, record.get("input") or "")
 
 
 @dataclass

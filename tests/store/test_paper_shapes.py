@@ -203,6 +203,7 @@ def test_cli_version_create_test_source_and_list_json(tmp_path, two_sources, db_
         return subprocess.run(
             [str(COI_BIN), *a, "--db", str(db_path)], capture_output=True, text=True, timeout=300
         )
+
     made = run("version", "create", "--test-source", "test", "--train-source", "train")
     assert made.returncode == 0, made.stderr
     listed = run("version", "list", "--json")
