@@ -184,7 +184,7 @@ def _row(
     record: dict, k: int, mode: str, prompt: str | None, text: str, scorer: RougeL, meta: dict
 ) -> Prediction:
     reference = record["outputs"][k]
-    meta = {"length": record["length"], **meta}
+    meta = {"length": record["length"], "source": record.get("source"), **meta}
     return Prediction(
         chain_id=record["chain_id"],
         position=k + 1,
