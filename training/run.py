@@ -359,7 +359,8 @@ def train(job_id: int, *, write: bool = True) -> dict:
         "eval_examples": len(eval_ex),
         "method": cfg.method,
         "train_loss": float(output.training_loss),  # the mean over the run, as the Trainer reports it
-        "final_loss": callback.smoothed,  # the smoothed loss at the last logging step
+        # The smoothed loss at the last logging step (the run's mean when it never reached one).
+        "final_loss": callback.smoothed if callback.smoothed is not None else float(output.training_loss),
         "train_s": round(train_s, 1),
         "tokens_per_s": round(trainer.real_tokens / max(train_s, 1e-9), 1),
     }
