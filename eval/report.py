@@ -143,7 +143,7 @@ def _ci(agg: dict) -> str:
     return f"{_pct(agg['mean'])} [{_pct(agg['low'])}, {_pct(agg['high'])}]"
 
 
-def _paper_table_section(rows: list[dict]) -> list[str]:
+def paper_table_lines(rows: list[dict]) -> list[str]:
     roles = [r for r in ("base", "tuned") if any(r in row for row in rows)]
     header = ["", "chains"]
     for m in TABLE_METRICS:
@@ -274,7 +274,7 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     if report.get("paper_table"):
-        lines += _paper_table_section(report["paper_table"])
+        lines += paper_table_lines(report["paper_table"])
     lines += _markerless_note(report["modes"])
     for mode, a in report["modes"].items():
         lines += _mode_section(mode, a)
