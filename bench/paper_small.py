@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--train", type=int, default=240, help="training chains drawn from coi_2.json")
     p.add_argument("--preset", default="paper-lora", help="training preset the recipe starts from")
+    p.add_argument("--model", default="gemma-3-270m", help="base model (registry name or local path)")
     p.add_argument("--lr", type=float, default=2e-4, help="learning rate")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs")
     p.add_argument("--batch-size", type=int, default=4, help="chains per step")
@@ -114,7 +115,11 @@ def evaluate(label: str, records: list[dict], adapter: str | None, args) -> tupl
 
     t0 = time.perf_counter()
     gen = load_generator(
-        None, adapter, batch_size=args.eval_batch, max_new_tokens=args.max_new_tokens, log=lambda m: None
+        args.model,
+        adapter,
+        batch_size=args.eval_batch,
+        max_new_tokens=args.max_new_tokens,
+        log=lambda m: None,
     )
     t_load = time.perf_counter() - t0
     rows = predict_chain(gen, records, RougeL())
@@ -139,6 +144,7 @@ def train_config(vid: int, args):
 
     return preset(
         args.preset,
+        base_model=args.model,
         dataset_version=vid,
         learning_rate=args.lr,
         epochs=args.epochs,
@@ -202,11 +208,10 @@ def show_examples(rows: list, n: int = 3) -> None:
         )
 
 
-def projection(
-    train_result: dict, n_train_chains: int, base_stats: dict, tuned_stats: dict, epochs: float
-) -> None:
+def projection(train_result: dict, cfg: dict, base_stats: dict, tuned_stats: dict) -> None:
     """Projected CPU wall time of the full reproduction, from this run's measured rates."""
-    tokens_per_chain = train_result.get("train_tokens", 0) / max(n_train_chains * epochs, 1)
+    seen = train_result["global_step"] * cfg["batch_size"] * cfg["grad_accum"]  # chains trained on
+    tokens_per_chain = train_result.get("train_tokens", 0) / max(seen, 1)
     tok_s = train_result.get("tokens_per_s") or 0
     n_full = sum(PAPER_TRAIN.values())
     print("\nProjection on this CPU (measured rates; 3 epochs of coi_2.json + coi_3.json, paper-lora):")
@@ -261,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n".join(paper_table_lines(paper_table(base_rows, tuned_rows))))
     show_examples(tuned_rows)
-    result["train_tokens"] = result.get("tokens_per_s", 0) * result["train_s"]
-    projection(result, n_train, base_stats, tuned_stats, args.epochs)
+    projection(result, train_config(vid, args).to_dict(), base_stats, tuned_stats)
 
     base, tuned = final_scores(base_rows), final_scores(tuned_rows)
     ids = sorted(tuned)

@@ -363,6 +363,7 @@ def train(job_id: int, *, write: bool = True) -> dict:
         "final_loss": callback.smoothed if callback.smoothed is not None else float(output.training_loss),
         "train_s": round(train_s, 1),
         "tokens_per_s": round(trainer.real_tokens / max(train_s, 1e-9), 1),
+        "train_tokens": trainer.real_tokens,  # prompt + response tokens, no padding, this launch
     }
     if trainer.is_world_process_zero():
         # A full fine-tune saves the whole model where an adapter would go: eval loads either from there.
