@@ -65,10 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-limit", type=int, default=0, help="only the first N test chains (0: all 42)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training subset and the run")
     p.add_argument("--workdir", default="", help="keep the database, run and logs here (default: a temp dir)")
+    if "--smoke" in (sys.argv[1:] if argv is None else argv):
+        # Smoke defaults; flags given explicitly still win.
+        p.set_defaults(train=8, max_steps=2, test_limit=6, max_new_tokens=16, max_seq_len=256)
     args = p.parse_args(argv)
-    if args.smoke:
-        args.train, args.max_steps, args.test_limit, args.max_new_tokens = 8, 2, 6, 16
-        args.max_seq_len = min(args.max_seq_len, 256)
     return args
 
 
@@ -133,7 +133,7 @@ def evaluate(label: str, records: list[dict], adapter: str | None, args) -> tupl
     }
     print(
         f"eval {label}: {len(records)} chains in {seconds:.0f} s ({stats['chains_per_s']:.3f} chains/s, "
-        f"{stats['tokens_per_s']:.1f} new tokens/s, {stats['tokens_per_chain']:.0f} tokens/chain)",
+        f"{stats['tokens_per_s']:.1f} generated tokens/s incl. prefill, {stats['tokens_per_chain']:.0f} tokens/chain)",
         flush=True,
     )
     return rows, stats
