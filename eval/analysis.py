@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from eval.metrics import exact_match
 from eval.rouge import aggregate, rouge_l
 from store.predictions import Prediction
 
@@ -38,6 +39,11 @@ def _score(p: Prediction) -> float:
     return float(p.rougeL or 0.0)
 
 
+def _em(p: Prediction) -> float:
+    """Normalised exact match of a step (computed from the stored texts, so old runs get it too)."""
+    return exact_match(p.reference or "", p.prediction or "")
+
+
 def length_of(rows: list[Prediction]) -> int:
     return int(rows[0].meta.get("length") or len(rows)) if rows else 0
 
@@ -55,17 +61,19 @@ def by_length(chains: Chains) -> dict[str, dict]:
             "n": len(groups[n]),
             "final": aggregate(final).as_dict(),
             "steps_mean": float(np.mean(steps)),
+            "final_em": aggregate([_em(rows[-1]) for rows in groups[n]]).as_dict(),
+            "steps_em": float(np.mean([_em(p) for rows in groups[n] for p in rows])),
         }
     return out
 
 
-def by_step(chains: Chains) -> dict[str, dict[str, float]]:
-    """Mean ROUGE-L per step position, for each chain length and over all lengths ("all")."""
+def by_step(chains: Chains, metric=_score) -> dict[str, dict[str, float]]:
+    """Mean ROUGE-L (or ``metric``) per step position, for each chain length and over all lengths ("all")."""
     cells: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for rows in chains.values():
         for p in rows:
             for key in (str(length_of(rows)), "all"):
-                cells[key][str(p.position)].append(_score(p))
+                cells[key][str(p.position)].append(metric(p))
     order = sorted((k for k in cells if k != "all"), key=int) + (["all"] if cells else [])
     return {
         k: {pos: float(np.mean(v)) for pos, v in sorted(cells[k].items(), key=lambda kv: int(kv[0]))}
@@ -77,7 +85,22 @@ def overall(chains: Chains) -> dict:
     """The run's corpus scores: final output and all steps (mean over examples, bootstrap CI)."""
     final = [_score(rows[-1]) for rows in chains.values()]
     steps = [_score(p) for rows in chains.values() for p in rows]
-    return {"final": aggregate(final).as_dict(), "steps": aggregate(steps).as_dict(), "n_chains": len(chains)}
+    return {
+        "final": aggregate(final).as_dict(),
+        "steps": aggregate(steps).as_dict(),
+        "final_em": aggregate([_em(rows[-1]) for rows in chains.values()]).as_dict(),
+        "steps_em": aggregate([_em(p) for rows in chains.values() for p in rows]).as_dict(),
+        "n_chains": len(chains),
+    }
+
+
+def markerless_chains(chains: Chains) -> int:
+    """Chains of 2+ steps whose whole answer had no step markers (it all went to the last step)."""
+    return sum(
+        1
+        for rows in chains.values()
+        if len(rows) > 1 and "missing step markers" in (rows[0].meta.get("issues") or [])
+    )
 
 
 def first_failing_step(rows: list[Prediction], threshold: float) -> int | None:
@@ -223,6 +246,8 @@ def analyze(preds: Iterable[Prediction], threshold: float) -> dict:
             "overall": overall(chains),
             "by_length": by_length(chains),
             "by_step": by_step(chains),
+            "by_step_em": by_step(chains, _em),
+            "markerless_chains": markerless_chains(chains),
             "first_failing": first_failing_counts(chains, threshold),
             "origin": origin_counts(fails),
             "origin_first": origin_counts(fails, first_only=True),

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help=help_of("model"))
     p.add_argument("--adapter-job", type=int, help=help_of("adapter_job"))
     p.add_argument("--adapter-dir", help=help_of("adapter_dir"))
-    p.add_argument("--split", default="test", help=help_of("split"))
+    p.add_argument("--split", default="test", choices=("train", "test"), help=help_of("split"))
     p.add_argument(
         "--modes", default=",".join(EvalConfig().modes), help=help_of("modes") + " Comma-separated."
     )
@@ -82,7 +82,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             job_id = args.resume
             print(f"Resumed eval run #{job_id}.")
         else:
-            job_id = submit_eval(db, config_from_args(args))
+            cfg = config_from_args(args)
+            check_adapter_version(db, cfg)
+            job_id = submit_eval(db, cfg)
             print(f"Started eval run #{job_id}.")
         if not args.wait:
             print(f"Follow it on the Evaluate page; then `coi eval --report {job_id}` writes the report.")
@@ -91,6 +93,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if status != "succeeded":
             return 1
         return write_run_report(db, job_id, args.out, args.compare, args.threshold)
+
+
+def check_adapter_version(db, cfg: EvalConfig) -> None:
+    """``--adapter-job`` without ``--version`` uses the version it trained on; say what to pass when
+    that version's split is empty (a train-only version), rather than start a run with nothing to score.
+
+    Raises:
+        CoiError: naming the versions that do have chains in that split.
+    """
+    from store.errors import CoiError
+    from store.jobs import get_job
+    from store.versions import list_versions
+
+    if cfg.adapter_job is None or cfg.version is not None:
+        return
+    job = get_job(db, cfg.adapter_job)
+    trained_on = (job.result or {}).get("dataset_version") if job else None
+    versions = {v.id: v for v in list_versions(db)}
+    if trained_on not in versions or versions[trained_on].split_sizes.get(cfg.split, 0):
+        return
+    others = [
+        f"#{v.id} ({v.split_sizes.get(cfg.split)} {cfg.split})"
+        for v in versions.values()
+        if v.split_sizes.get(cfg.split)
+    ]
+    raise CoiError(
+        f"Train job #{cfg.adapter_job} trained on version #{trained_on}, whose {cfg.split} split is empty",
+        "Pass --version ID" + (f"; versions with {cfg.split} chains: {', '.join(others)}" if others else "."),
+    )
 
 
 def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from eval.rouge import RougeL
 from models.safe_load import require_safetensors_adapter
-from store.coi_format import chain_prompt, parse_output, render_prompt
+from store.coi_format import parse_output, record_prompt, render_prompt
 from store.predictions import Prediction
 
 Progress = Callable[[int, str], None]  # (units just finished, message)
@@ -50,6 +50,12 @@ class Generator:
     max_new_tokens: int = 128
     do_sample: bool = False
     eos_ids: list[int] = field(default_factory=list)
+    # Greedy answers by prompt: stepwise-own's step 1 is stepwise-gold's step 1 (same prompt), so
+    # it is generated once and both modes score the identical text.
+    cache: dict[str, Generation] = field(default_factory=dict)
+    stats: dict[str, float] = field(
+        default_factory=lambda: {"prompts": 0, "cached": 0, "new_tokens": 0, "seconds": 0.0}
+    )
 
     def __post_init__(self) -> None:
         tok = self.tokenizer
@@ -60,15 +66,30 @@ class Generator:
         use_fast_cpu_linears(self.model)
 
     def generate(self, prompts: Sequence[str], on_batch: Progress | None = None) -> list[Generation]:
-        """Answers to ``prompts`` in their order; batches hold prompts of similar length (less padding)."""
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        """Answers to ``prompts`` in their order; batches hold prompts of similar length (less padding).
+
+        A prompt answered before (greedy decoding only) is not generated again.
+        """
+        import time
+
+        out: list[Generation | None] = [self.cache.get(p) if not self.do_sample else None for p in prompts]
+        hits = sum(g is not None for g in out)
+        self.stats["prompts"] += len(prompts)
+        self.stats["cached"] += hits
+        if hits and on_batch:
+            on_batch(hits, f"reused {hits} earlier answer(s)")
+        todo = sorted((i for i, g in enumerate(out) if g is None), key=lambda i: len(prompts[i]))
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            t0 = time.perf_counter()
             for i, gen in zip(idx, self._batch([prompts[i] for i in idx])):
                 out[i] = gen
+                self.stats["new_tokens"] += gen.n_tokens
+                if not self.do_sample:
+                    self.cache[prompts[i]] = gen
+            self.stats["seconds"] += time.perf_counter() - t0
             if on_batch:
-                on_batch(len(idx), f"generated {min(start + len(idx), len(order))}/{len(order)}")
+                on_batch(len(idx), f"generated {min(start + len(idx), len(todo))}/{len(todo)}")
         return out  # type: ignore[return-value]
 
     def _batch(self, prompts: list[str]) -> list[Generation]:
@@ -154,6 +175,8 @@ def load_generator(
 
     from models.registry import load_causal_lm
 
+    if adapter_dir and _is_full_model(adapter_dir):  # a full fine-tune saves the whole model there
+        model, adapter_dir = adapter_dir, None
     lm, tokenizer = load_causal_lm(model, log=log)  # safetensors only
     if adapter_dir:
         from peft import PeftModel
@@ -166,6 +189,13 @@ def load_generator(
     return Generator(lm, tokenizer, batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 
+def _is_full_model(path: str) -> bool:
+    from pathlib import Path
+
+    folder = Path(path)
+    return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
+
+
 def _step_input(record: dict, k: int, previous: list[str]) -> str:
     """The input of step ``k`` (0-based): the chain input, then the previous step's output."""
     return record["input"] if k == 0 else previous[k - 1]
@@ -175,7 +205,7 @@ def _row(
     record: dict, k: int, mode: str, prompt: str | None, text: str, scorer: RougeL, meta: dict
 ) -> Prediction:
     reference = record["outputs"][k]
-    meta = {"length": record["length"], **meta}
+    meta = {"length": record["length"], "source": record.get("source"), **meta}
     return Prediction(
         chain_id=record["chain_id"],
         position=k + 1,
@@ -192,7 +222,7 @@ def predict_chain(
     gen: Generator, records: list[dict], scorer: RougeL, progress: Progress | None = None
 ) -> list[Prediction]:
     """Chain mode: one prompt per chain, the answer split into steps by the shared parser."""
-    prompts = [chain_prompt(r["instructions"], r["input"]) for r in records]
+    prompts = [record_prompt(r) for r in records]
     rows: list[Prediction] = []
     for record, prompt, g in zip(records, prompts, gen.generate(prompts, progress)):
         n = record["length"]

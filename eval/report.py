@@ -7,13 +7,17 @@ from pathlib import Path
 
 import sqlite_utils
 
-from eval.analysis import CARRIED, ERROR_KINDS, NONE, OWN, analyze, compare
+from eval.analysis import CARRIED, ERROR_KINDS, NONE, OWN, analyze, compare, group, length_of
 from eval.config import EvalConfig
+from eval.metrics import METRICS, paired_bootstrap
+from eval.rouge import aggregate
 from store.errors import CoiError
 from store.jobs import get_job
 from store.predictions import get_predictions
 
 MAIN_MODES = ("chain", "stepwise-own", "stepwise-gold")
+PAPER_ROWS = tuple(f"CoI{n}" for n in range(1, 6))  # the paper's table: CoI1..CoI5, then each source
+TABLE_METRICS = ("rougeL", "exact_match")
 
 
 def run_summary(db: sqlite_utils.Database, run_id: int) -> dict:
@@ -56,15 +60,62 @@ def build_report(
         "overall": {m: a["overall"] for m, a in modes.items()},
         "modes": modes,
     }
+    if compare_to is None:
+        report["paper_table"] = paper_table(None, preds, mode or "chain")
     if compare_to is not None:
         other = run_summary(db, compare_to)
         other_preds = get_predictions(db, compare_to)
+        # The run compared against is the baseline: `coi eval report TUNED --compare BASE`.
+        report["paper_table"] = paper_table(other_preds, preds, mode or "chain")
         report["compare"] = {
             "a": other,
             "b": run,
             "modes": {m: compare(other_preds, preds, m) for m in modes},
         }
     return report
+
+
+def _final_rows(preds, mode: str) -> dict[int, object]:
+    """chain id -> the chain's final-step prediction in ``mode``."""
+    return {cid: rows[-1] for cid, rows in group(preds).get(mode, {}).items()}
+
+
+def _table_groups(finals: dict[int, object]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {name: [] for name in PAPER_ROWS}
+    for cid, p in finals.items():
+        groups.setdefault(f"CoI{length_of([p]) or p.position}", []).append(cid)
+        source = p.meta.get("source")
+        if source:
+            groups.setdefault(f"source {source}", []).append(cid)
+    return groups
+
+
+def paper_table(base_preds, tuned_preds, mode: str = "chain") -> list[dict]:
+    """The paper's table: rows CoI1..CoI5 and one per source; base and tuned ROUGE-L and exact match.
+
+    Scores are of the final output, x1 (0..1), each with a 95% bootstrap CI; ``gain`` is the paired
+    bootstrap of tuned - base ROUGE-L over the chains both runs scored. ``base_preds`` may be None.
+    """
+    tuned = _final_rows(tuned_preds, mode)
+    base = _final_rows(base_preds, mode) if base_preds is not None else {}
+    rows = []
+    for name, ids in _table_groups(tuned).items():
+        row: dict = {"row": name, "n": len(ids)}
+        for role, finals in (("base", base), ("tuned", tuned)):
+            if role == "base" and base_preds is None:
+                continue
+            have = [finals[c] for c in ids if c in finals]
+            row[role] = {
+                m: aggregate([METRICS[m].fn(p.reference or "", p.prediction or "") for p in have]).as_dict()
+                for m in TABLE_METRICS
+            }
+        if base_preds is not None:
+            both = [c for c in ids if c in base]
+            row["gain"] = paired_bootstrap(
+                [float(base[c].rougeL or 0) for c in both], [float(tuned[c].rougeL or 0) for c in both]
+            ).as_dict()
+        rows.append(row)
+    return rows
 
 
 def write_report(report: dict, out_dir: str | Path) -> dict[str, str]:
@@ -84,6 +135,49 @@ def _pct(x: float) -> str:
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _ci(agg: dict) -> str:
+    if agg["n"] == 0:
+        return "n/a"
+    return f"{_pct(agg['mean'])} [{_pct(agg['low'])}, {_pct(agg['high'])}]"
+
+
+def paper_table_lines(rows: list[dict]) -> list[str]:
+    roles = [r for r in ("base", "tuned") if any(r in row for row in rows)]
+    header = ["", "chains"]
+    for m in TABLE_METRICS:
+        header += [f"{role} {'ROUGE-L' if m == 'rougeL' else 'EM'}" for role in roles]
+    if "base" in roles:
+        header.append("ROUGE-L gain")
+    body = []
+    for row in rows:
+        cells = [row["row"], row["n"]]
+        for m in TABLE_METRICS:
+            cells += [_ci(row[role][m]) if role in row else "n/a" for role in roles]
+        if "base" in roles:
+            cells.append(_ci(row["gain"]) if "gain" in row else "n/a")
+        body.append(cells)
+    lines = [
+        "## The paper's table",
+        "",
+        "Final output, x 100, with 95% bootstrap CIs (the gain: paired bootstrap):",
+        "",
+    ]
+    return lines + _table(header, body) + [""]
+
+
+def _markerless_note(modes: dict) -> list[str]:
+    chain = modes.get("chain") or {}
+    n = chain.get("markerless_chains", 0)
+    if not n:
+        return []
+    return [
+        f"Note: in {n} chain(s) the model wrote no step markers, so its whole answer was scored as the last "
+        'step and every earlier step as empty. "Fails at step 1" is then an artefact of the missing '
+        "markers, not a measured first error; compare the final-output scores instead.",
+        "",
+    ]
 
 
 def _mode_section(mode: str, a: dict) -> list[str]:
@@ -108,15 +202,18 @@ def _mode_section(mode: str, a: dict) -> list[str]:
     )
     steps = a["by_step"]
     max_pos = max((int(p) for row in steps.values() for p in row), default=0)
-    lines += ["", "ROUGE-L x 100 by step:", ""]
-    lines += _table(
-        ["length"] + [f"step {k}" for k in range(1, max_pos + 1)],
-        [
-            [n if n == "all" else f"CoI{n}"]
-            + [_pct(row[str(k)]) if str(k) in row else "" for k in range(1, max_pos + 1)]
-            for n, row in steps.items()
-        ],
-    )
+    for title, table in (("ROUGE-L", steps), ("Exact match", a.get("by_step_em") or {})):
+        if not table:
+            continue
+        lines += ["", f"{title} x 100 by step:", ""]
+        lines += _table(
+            ["length"] + [f"step {k}" for k in range(1, max_pos + 1)],
+            [
+                [n if n == "all" else f"CoI{n}"]
+                + [_pct(row[str(k)]) if str(k) in row else "" for k in range(1, max_pos + 1)]
+                for n, row in table.items()
+            ],
+        )
     hist = a["first_failing"]
     keys = [str(k) for k in range(1, max_pos + 1)] + [NONE]
     lines += ["", "First failing step (chains):", ""]
@@ -165,12 +262,20 @@ def _compare_section(cmp: dict) -> list[str]:
 def to_markdown(report: dict) -> str:
     """A readable summary: tables by length and by step, first failing step, own vs carried over."""
     run = report["run"]
+    cfg = run.get("config") or {}
     lines = [
         f"# Eval run #{run['id']}: {run['name']}",
+        "",
+        f"Model: {cfg.get('model') or 'default'}; adapter: {cfg.get('adapter_dir') or 'none (base model)'}"
+        + (f" (train job #{cfg['adapter_job']})" if cfg.get("adapter_job") is not None else "")
+        + f"; dataset version #{cfg.get('version')}, split {cfg.get('split', 'test')}.",
         "",
         f"Status: {run['status']}. A step fails below ROUGE-L {report['threshold']}.",
         "",
     ]
+    if report.get("paper_table"):
+        lines += paper_table_lines(report["paper_table"])
+    lines += _markerless_note(report["modes"])
     for mode, a in report["modes"].items():
         lines += _mode_section(mode, a)
     if "compare" in report:

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--map", action="append", metavar="FIELD=COLUMN", help="field mapping, e.g. output=response"
     )
     p.add_argument("--max-mb", type=float, default=200, help="refuse files larger than this")
+    p.add_argument("--source", default=None, help="name the source of what is imported (default import:FILE)")
     p.set_defaults(func=cmd_import)
 
     p = subparsers.add_parser("export", help="export chains in the paper's format")
@@ -68,12 +69,32 @@ def _register_version(subparsers: argparse._SubParsersAction) -> None:
     )
     create.add_argument("--train-lengths", nargs="+", type=int, default=list(defaults.train_lengths))
     create.add_argument("--test-lengths", nargs="+", type=int, default=list(defaults.test_lengths))
-    create.add_argument("--test-fraction", type=float, default=defaults.test_fraction)
+    create.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.test_fraction,
+        help="share of compositions drawn for test, in [0, 1) (ignored with --test-source)",
+    )
     create.add_argument("--seed", type=int, default=defaults.seed)
     create.add_argument("--name", default="")
+    create.add_argument("--source", default=None, help="only chains of this source (random split)")
+    create.add_argument(
+        "--test-source", default=None, help="fixed test set: exactly this source's chains, in file order"
+    )
+    create.add_argument(
+        "--train-source",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --test-source: train on these sources (repeatable; default every other source)",
+    )
+    create.add_argument(
+        "--tasks-source", default=None, help="tasks of this source join train as length-1 chains (CoI1)"
+    )
     create.set_defaults(func=cmd_version_create)
     listing = sub.add_parser("list", help="list dataset versions")
     _db_arg(listing)
+    listing.add_argument("--json", action="store_true", help='print JSON: [{"id", "name", "splits": {...}}]')
     listing.set_defaults(func=cmd_version_list)
     export = sub.add_parser("export", help="write a version as the paper's JSONL or a HF DatasetDict")
     export.add_argument("version_id", type=int)
@@ -133,6 +154,10 @@ def cmd_version_create(args: argparse.Namespace) -> int:
         test_lengths=tuple(args.test_lengths),
         test_fraction=args.test_fraction,
         seed=args.seed,
+        source=args.source,
+        test_source=args.test_source,
+        train_sources=tuple(args.train_source),
+        task_source=args.tasks_source,
     )
     with open_db(args.db) as db:
         version = get_version(db, create_version(db, spec, name=args.name))
@@ -142,10 +167,22 @@ def cmd_version_create(args: argparse.Namespace) -> int:
 
 def cmd_version_list(args: argparse.Namespace) -> int:
     with open_db(args.db) as db:
-        for v in list_versions(db):
-            print(
-                f"{v.id}\t{v.created_at[:19]}\t{v.name or '-'}\t{_pairs(v.split_sizes)}\t{v.content_hash[:12]}"
-            )
+        versions = list_versions(db)
+    if args.json:
+        rows = [
+            {
+                "id": v.id,
+                "name": v.name,
+                "splits": v.split_sizes,
+                "hash": v.content_hash,
+                "created_at": v.created_at,
+            }
+            for v in versions
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for v in versions:
+        print(f"{v.id}\t{v.created_at[:19]}\t{v.name or '-'}\t{_pairs(v.split_sizes)}\t{v.content_hash[:12]}")
     return 0
 
 
@@ -185,6 +222,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         mapping=FieldMapping.from_pairs(args.map),
         status=args.status,
         max_bytes=int(args.max_mb * 1024 * 1024),
+        source=args.source,
     )
     with open_db(args.db) as db:
         print(import_file(db, args.path, options).summary())

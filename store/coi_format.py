@@ -20,10 +20,22 @@ from dataclasses import dataclass, field
 from store.errors import CoiError
 
 JOINT = " and then "
-PROMPT_HEADER = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request."
-)
+# The authors' template, byte for byte: PROMPT_DICT of tatsu-lab/stanford_alpaca's train.py, which
+# amazon-science/chain-of-instructions trains with (model_training/stanford_alpaca/train.py). The
+# response follows "### Response:" directly; there is no trailing newline.
+PROMPT_DICT = {
+    "prompt_input": (
+        "Below is an instruction that describes a task, paired with an input that provides further context. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+    ),
+    "prompt_no_input": (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Response:"
+    ),
+}
+PROMPT_HEADER = PROMPT_DICT["prompt_input"].split("\n\n")[0]
 # Leading whitespace belongs to the separator so step outputs come out stripped on the left of markers.
 # At most 9 digits: int() of a longer run can blow Python's digit limit (a ValueError on any text).
 MARKER_RE = re.compile(
@@ -77,8 +89,12 @@ def render_output(outputs: list[str], separators: list[str] | None = None, prefi
 
 
 def join_instructions(instructions: list[str]) -> str:
-    """The chain's instruction: the steps' instructions joined with " and then "."""
-    return JOINT.join(instructions)
+    """The chain's instruction: the steps' instructions joined with " and then ".
+
+    Empty parts are skipped, so a chain whose later steps have no instruction of their own (a
+    summarised instruction) never ends in a dangling " and then ".
+    """
+    return JOINT.join(i for i in instructions if i) or (instructions[0] if instructions else "")
 
 
 def split_instruction(text: str) -> list[str]:
@@ -150,17 +166,27 @@ def _salvage(text: str, matches: list[re.Match], n: int) -> ParsedOutput:
 
 
 def render_prompt(instruction: str, input_text: str) -> str:
-    """The Alpaca-style prompt that training and evaluation share (the model writes the response)."""
-    parts = [PROMPT_HEADER, f"### Instruction:\n{instruction}"]
+    """The authors' Alpaca prompt that training and evaluation share (the model writes the response).
+
+    As their train.py: ``prompt_input`` unless the input is empty; ``format_map`` parses only the
+    template, so braces inside the instruction or input are kept as they are.
+    """
     if input_text:
-        parts.append(f"### Input:\n{input_text}")
-    parts.append("### Response:\n")
-    return "\n\n".join(parts)
+        return PROMPT_DICT["prompt_input"].format_map({"instruction": instruction, "input": input_text})
+    return PROMPT_DICT["prompt_no_input"].format_map({"instruction": instruction})
 
 
-def chain_prompt(instructions: list[str], input_text: str) -> str:
-    """The prompt for a whole chain in one go (the paper's setting)."""
-    return render_prompt(join_instructions(instructions), input_text)
+def chain_prompt(instructions: list[str], input_text: str, fmt: dict | None = None) -> str:
+    """The prompt for a whole chain in one go (the paper's setting), with the chain's own instruction text."""
+    return render_prompt(chain_instruction(instructions, fmt), input_text)
+
+
+def record_prompt(record: dict) -> str:
+    """The chain-mode prompt of a dataset-version record: its paper instruction exactly as frozen."""
+    instruction = record.get("instruction")
+    if instruction is None:
+        instruction = join_instructions(record.get("instructions") or [""])
+    return render_prompt(instruction, record.get("input") or "")
 
 
 @dataclass
@@ -181,19 +207,31 @@ class ParsedRecord:
 def parse_record(record: dict) -> ParsedRecord:
     """Split a paper record ``{"instruction", "input", "output"}`` into ordered steps.
 
-    Records that cannot be split cleanly still come back whole: ``issues`` says why, and
-    ``format["raw"]`` keeps the original record so an unchanged chain exports exactly.
+    Every released shape is a chain: a record without step markers is a length-1 chain (CoI1) whose
+    instruction is the whole text; a record with ``eng_output`` (the downstream sets) is a 2-step
+    chain whose step 1 output is that field; a record whose instruction has fewer " and then " parts
+    than steps (``summarized_coi_2.json``) keeps that instruction whole for the chain and leaves the
+    later steps without one of their own. Records that cannot be split cleanly still come back
+    whole: ``issues`` says why, and ``format["raw"]`` keeps the original record so an unchanged
+    chain exports exactly.
 
     Raises:
-        CoiError: if instruction, input or output is neither a string nor missing/None.
+        CoiError: if instruction, input, output or eng_output is neither a string nor missing/None.
     """
     _check_text_fields(record)
+    instruction = record.get("instruction") or ""
+    if isinstance(record.get("eng_output"), str):
+        return _parse_downstream(record, instruction)
     parsed = parse_output(record.get("output") or "")
-    instructions = split_instruction(record.get("instruction") or "")
     n = len(parsed.outputs)
     issues = list(parsed.issues)
     fmt: dict = {"prefix": parsed.prefix, "separators": parsed.separators}
-    if len(instructions) != n:
+    instructions = split_instruction(instruction) if n > 1 else [instruction]
+    if len(instructions) < n and not issues:
+        # One summarised sentence for the whole chain: the chain keeps it as written.
+        fmt["instruction"] = instruction
+        instructions = [instruction] + [""] * (n - 1)
+    elif len(instructions) != n:
         issues.append(f"instruction has {len(instructions)} part(s) but the output has {n} step(s)")
         instructions = _fit_instructions(instructions, n)
     if issues:
@@ -201,8 +239,40 @@ def parse_record(record: dict) -> ParsedRecord:
     return ParsedRecord(instructions, record.get("input") or "", parsed.outputs, fmt, issues)
 
 
+def _parse_downstream(record: dict, instruction: str) -> ParsedRecord:
+    """``{"instruction": "A and then B", "output": <final>, "eng_output": <step 1 output>}``."""
+    outputs = [record["eng_output"], record.get("output") or ""]
+    fmt: dict = {"eng_output": True}
+    instructions = split_instruction(instruction)
+    if len(instructions) != 2:
+        fmt["instruction"] = instruction
+        instructions = [instruction, ""]
+    return ParsedRecord(instructions, record.get("input") or "", outputs, fmt, [])
+
+
+def chain_instruction(instructions: list[str], fmt: dict | None = None) -> str:
+    """The chain's instruction text: the imported one while the steps still match it, else joined."""
+    kept = (fmt or {}).get("instruction")
+    if kept is not None and instructions[1:] == [""] * (len(instructions) - 1) and instructions[0] == kept:
+        return kept
+    return join_instructions(instructions)
+
+
+def target_text(outputs: list[str], fmt: dict | None = None) -> str:
+    """The response a model is trained to write: the record's own marker text, canonical for eng_output."""
+    fmt = fmt or {}
+    raw = fmt.get("raw")
+    if raw and not fmt.get("eng_output"):
+        again = parse_record(raw)
+        if again.outputs == outputs:
+            return raw.get("output") or ""
+    if fmt.get("eng_output"):
+        return render_output(outputs)
+    return render_output(outputs, fmt.get("separators"), fmt.get("prefix", ""))
+
+
 def _check_text_fields(record: dict) -> None:
-    for key in ("instruction", "input", "output"):
+    for key in ("instruction", "input", "output", "eng_output"):
         value = record.get(key)
         if value is not None and not isinstance(value, str):
             raise CoiError(
@@ -225,11 +295,10 @@ def render_record(
     raw = fmt.get("raw")
     if raw and _same_as_raw(raw, instructions, input_text, outputs):
         return dict(raw)
-    return {
-        "instruction": join_instructions(instructions),
-        "input": input_text,
-        "output": render_output(outputs, fmt.get("separators"), fmt.get("prefix", "")),
-    }
+    record = {"instruction": chain_instruction(instructions, fmt), "input": input_text}
+    if fmt.get("eng_output") and len(outputs) == 2:
+        return {**record, "output": outputs[1], "eng_output": outputs[0]}
+    return {**record, "output": render_output(outputs, fmt.get("separators"), fmt.get("prefix", ""))}
 
 
 def _same_as_raw(raw: dict, instructions: list[str], input_text: str, outputs: list[str]) -> bool:

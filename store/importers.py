@@ -307,13 +307,23 @@ def detect_format(path: Path, text: str | None) -> str:
     raise CoiError(f"Cannot tell the format of {path.name}", "Pass --format jsonl|json|csv|hf|coi.")
 
 
-def looks_like_coi(records: list[tuple[str, dict]]) -> bool:
-    """The paper's records: instruction and output fields, outputs marked with "Task 1 output"."""
-    sample = [r for _, r in records[:200]]
-    if not sample or not all(isinstance(r.get("output"), str) and "instruction" in r for r in sample):
+def looks_like_coi(records: list[tuple[str, dict]], base: str = "json") -> bool:
+    """Whether a file is the paper's CoI format (every released shape, not only marked chains).
+
+    Records need a text ``instruction`` and ``output``. Then any one of: a record carries step
+    markers (mixed files of lengths 1..n, where marker-less records are CoI1), a record carries
+    ``eng_output`` (the downstream sets), or the file is a JSON array whose records have exactly
+    the paper's keys (the release shape of length-1 and BBH files). Pass ``--format json`` to read
+    such an array as plain tasks instead.
+    """
+    recs = [r for _, r in records]
+    if not recs or not all(isinstance(r.get("output"), str) and "instruction" in r for r in recs):
         return False
-    marked = sum(1 for r in sample if (m := MARKER_RE.search(r["output"])) and m.group(1) == "1")
-    return marked >= 0.8 * len(sample)
+    if any(isinstance(r.get("eng_output"), str) for r in recs):
+        return True
+    if any((m := MARKER_RE.search(r["output"])) and m.group(1) == "1" for r in recs):
+        return True
+    return base == "json" and all(sorted(r) == sorted(PAPER_KEYS) for r in recs)
 
 
 def load_records(path: Path, fmt: str, max_bytes: int) -> Loaded:
@@ -333,7 +343,7 @@ def load_records(path: Path, fmt: str, max_bytes: int) -> Loaded:
         records = parse_json_array(text or "", path.name)
     if not records:
         raise CoiError(f"{path.name} holds no records", "Choose a file with at least one record.")
-    chosen = fmt if fmt != "auto" else ("coi" if looks_like_coi(records) else base)
+    chosen = fmt if fmt != "auto" else ("coi" if looks_like_coi(records, base) else base)
     return Loaded(chosen, records, _columns(records))
 
 
@@ -405,6 +415,8 @@ def _check_coi_record(where: str, rec: dict, resolved: dict[str, str]) -> dict:
         if not isinstance(value, str):
             raise CoiError(f"{where}: field {column!r} must be a string, got {type(value).__name__}", "")
         paper[name] = value
+    if isinstance(rec.get("eng_output"), str):  # the downstream sets' step 1 output
+        paper["eng_output"] = rec["eng_output"]
     return paper
 
 
@@ -417,7 +429,7 @@ def build_chain(paper: dict, rec: dict, resolved: dict[str, str], status: str, s
         steps.append(Step(k, instruction, prev, output, origin="gold", flag=flag))
         prev = output
     meta: dict = {"format": parsed.format, "issues": parsed.issues}
-    used = {resolved[k] for k in PAPER_KEYS}
+    used = {resolved[k] for k in PAPER_KEYS} | ({"eng_output"} if "eng_output" in paper else set())
     extra = {k: v for k, v in rec.items() if k not in used}
     if extra:
         meta["extra"] = extra

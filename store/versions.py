@@ -19,6 +19,7 @@ import sqlite_utils
 
 from store.atomic import staged_dir, staged_files, write_error
 from store.chains import chain_ids, get_chains
+from store.coi_format import target_text
 from store.db import utcnow
 from store.errors import CoiError
 from store.export import chain_record as paper_record
@@ -40,6 +41,13 @@ class SplitSpec:
     test_fraction: float = 0.2
     seed: int = 0
     source: str | None = None
+    # A fixed test set (the paper's test files): test is exactly this source's chains in file order,
+    # and train drops every chain whose composition also appears in test.
+    test_source: str | None = None
+    # With test_source: the sources train is drawn from (empty: every other source).
+    train_sources: tuple[str, ...] = ()
+    # Single-instruction tasks of this source join train as length-1 chains (the paper's CoI1 data).
+    task_source: str | None = None
 
 
 @dataclass
@@ -64,13 +72,43 @@ def chain_record(chain: Chain) -> dict:
         length=chain.length,
         instructions=chain.instructions,
         outputs=chain.outputs,
+        source=chain.source,
+        target=target_text(chain.outputs, chain.meta.get("format")),
     )
     return record
 
 
+def _comp(c: Chain) -> int:
+    """A chain's composition for splitting; one of its own when it has none (tasks: far below chains)."""
+    if c.composition_id is not None:
+        return c.composition_id
+    return -c.id if c.id > 0 else c.id - 10**12
+
+
+def check_spec(spec: SplitSpec) -> None:
+    """CoiError for a split that cannot be honoured (rather than silently changing it)."""
+    if not 0 <= spec.test_fraction < 1 and spec.test_source is None:
+        raise CoiError(
+            f"test_fraction {spec.test_fraction} leaves no training chains",
+            "Use a fraction in [0, 1), or --test-source NAME for a fixed test set.",
+        )
+    if spec.test_source is not None and spec.test_source in spec.train_sources:
+        raise CoiError(
+            f"Source {spec.test_source!r} is both the test source and a train source",
+            "Train on other sources: its chains would all be dropped as test compositions.",
+        )
+
+
 def split_by_composition(chains: list[Chain], spec: SplitSpec) -> dict[str, list[Chain]]:
-    """Assign whole compositions to train or test; filter each side by its chain lengths."""
-    comps = sorted({c.composition_id if c.composition_id is not None else -c.id for c in chains})
+    """Assign whole compositions to train or test; filter each side by its chain lengths.
+
+    With ``spec.test_source`` the test split is that source's chains in file (id) order and train
+    is every other selected chain whose composition is not in test; otherwise whole compositions
+    are drawn at random for test.
+    """
+    if spec.test_source is not None:
+        return _fixed_split(chains, spec)
+    comps = sorted({_comp(c) for c in chains})
     random.Random(spec.seed).shuffle(comps)
     n_test = round(len(comps) * spec.test_fraction)
     if spec.test_fraction > 0 and len(comps) > 1:
@@ -78,12 +116,79 @@ def split_by_composition(chains: list[Chain], spec: SplitSpec) -> dict[str, list
     test_comps = set(comps[:n_test])
     splits: dict[str, list[Chain]] = {"train": [], "test": []}
     for c in chains:
-        comp = c.composition_id if c.composition_id is not None else -c.id
+        comp = _comp(c)
         if comp in test_comps and c.length in spec.test_lengths:
             splits["test"].append(c)
         elif comp not in test_comps and c.length in spec.train_lengths:
             splits["train"].append(c)
     return splits
+
+
+def _fixed_split(chains: list[Chain], spec: SplitSpec) -> dict[str, list[Chain]]:
+    test = [c for c in chains if c.source == spec.test_source and c.length in spec.test_lengths]
+    test_comps = {_comp(c) for c in test}
+    wanted = set(spec.train_sources) | ({spec.task_source} if spec.task_source else set())
+    train = [
+        c
+        for c in chains
+        if c.source != spec.test_source
+        and (not wanted or c.source in wanted)
+        and c.length in spec.train_lengths
+        and _comp(c) not in test_comps
+    ]
+    return {"train": train, "test": test}
+
+
+def _select_chains(db: sqlite_utils.Database, spec: SplitSpec) -> list[Chain]:
+    if spec.test_source is None:
+        return get_chains(db, chain_ids(db, statuses=list(spec.statuses), source=spec.source))
+    sources = [spec.test_source, *spec.train_sources] if spec.train_sources else [None]
+    ids: list[int] = []
+    for source in sources:
+        ids += chain_ids(db, statuses=list(spec.statuses), source=source)
+    chains = get_chains(db, sorted(set(ids)))
+    if not any(c.source == spec.test_source for c in chains):
+        raise CoiError(
+            f"No {'/'.join(spec.statuses)} chains come from source {spec.test_source!r}",
+            "Import the test file with --source NAME (and --status accepted), or list sources with coi stats.",
+        )
+    return chains
+
+
+def chain_sources(db: sqlite_utils.Database) -> dict[str, int]:
+    """Chain count per source, in first-import order (for picking a fixed test set)."""
+    rows = db.execute("SELECT source, count(*) FROM chains GROUP BY source ORDER BY min(id)").fetchall()
+    return {source or "": n for source, n in rows}
+
+
+def task_sources(db: sqlite_utils.Database) -> dict[str, int]:
+    """Task count per source (tasks can join a version as length-1 chains)."""
+    rows = db.execute("SELECT source, count(*) FROM tasks GROUP BY source ORDER BY min(id)").fetchall()
+    return {source or "": n for source, n in rows}
+
+
+def task_chains(db: sqlite_utils.Database, source: str) -> list[Chain]:
+    """Tasks of ``source`` as length-1 chains (id = -task id), with the composition of their instruction."""
+    from store.chains import composition_key_for_instructions
+    from store.models import Step
+
+    out = []
+    for row in db.query("SELECT * FROM tasks WHERE source = ? ORDER BY id", [source]):
+        key = composition_key_for_instructions([row["instruction"]])
+        comp = db.execute("SELECT id FROM compositions WHERE key = ?", [key]).fetchone()
+        step = Step(1, row["instruction"], row["input"] or "", row["output"] or "", task_id=row["id"])
+        out.append(
+            Chain(
+                [step],
+                status="accepted",
+                source=source,
+                composition_id=comp[0] if comp else None,
+                id=-row["id"],
+            )
+        )
+    if not out:
+        raise CoiError(f"There are no tasks from source {source!r}", "Import tasks with --source NAME first.")
+    return out
 
 
 def create_version(
@@ -94,8 +199,10 @@ def create_version(
     Raises:
         CoiError: if no chain matches, or any selected chain still has stale steps.
     """
-    ids = chain_ids(db, statuses=list(spec.statuses), source=spec.source)
-    chains = get_chains(db, ids)
+    check_spec(spec)
+    chains = _select_chains(db, spec)
+    if spec.task_source:
+        chains += task_chains(db, spec.task_source)
     if not chains:
         raise CoiError("No chains match this filter", "Accept some chains in Review first.")
     stale = [c.id for c in chains if c.has_stale]

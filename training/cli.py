@@ -58,7 +58,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         job_id = queue.resume(db, args.resume).id
     else:
-        job_id = queue.submit(db, build_config(args))
+        cfg = build_config(args)
+        if cfg.eval_fraction > 0:
+            print(
+                f"note: eval_fraction {cfg.eval_fraction} holds {cfg.eval_fraction:.0%} of the training chains out "
+                "for the eval loss (they are not trained on); --eval-fraction 0 trains on all, as the paper does"
+            )
+        job_id = queue.submit(db, cfg)
     job = get_job(db, job_id)
     print(f"training job #{job_id} {job.status}; log: {job.log_path or '(starts when the queue frees)'}")
     return follow(db, job_id) if args.wait else 0
@@ -97,7 +103,15 @@ def _update_bar(bar, job: Job) -> None:
 
 def _report(job: Job) -> int:
     if job.status == "succeeded":
-        print(f"succeeded: adapter at {job.result.get('adapter_dir')}")
+        r = job.result
+        loss = r.get("final_loss")
+        facts = (f"final loss {loss:.4g}, " if loss is not None else "") + (
+            f"{r['train_s']:.0f} s" if r.get("train_s") is not None else ""
+        )
+        print(
+            f"succeeded: {'model' if r.get('method') == 'full' else 'adapter'} at {r.get('adapter_dir')}"
+            + (f" ({facts})" if facts else "")
+        )
         return 0
     print(f"{job.status}: {job.error or ''}\nlog: {job.log_path}")
     return 1

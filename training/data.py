@@ -1,8 +1,10 @@
 """CoI chains -> token ids for causal-LM fine-tuning, with the loss on the response only.
 
-A chain is rendered by the one shared formatter (``store.coi_format``): the prompt is
-``chain_prompt(instructions, input)`` and the response is ``render_output(outputs)`` + EOS, the
-exact text evaluation parses back. Labels are -100 on prompt tokens and on padding.
+A chain is rendered by the one shared formatter (``store.coi_format``), as the authors' train.py
+does: the prompt is the Alpaca template around the record's own instruction (a summarised one stays
+whole) and the response is the record's own output text + EOS, with the markers it was written
+with (``target``; canonical markers only for records that have none, e.g. ``eng_output``).
+Evaluation parses any of those markers back. Labels are -100 on prompt tokens and on padding.
 
 Batching choice: *length grouping*, not packing. Batches are drawn by transformers'
 ``LengthGroupedSampler`` (random mega-batches, each sorted by length) and padded only to the
@@ -16,16 +18,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from store.coi_format import chain_prompt, render_output
+from store.coi_format import record_prompt, render_output
 
 IGNORE = -100
 
 
 def record_texts(record: dict) -> tuple[str, str]:
     """(prompt, response) of a dataset-version record, through the shared formatter."""
-    instructions = record.get("instructions") or [record["instruction"]]
-    outputs = record.get("outputs") or [record["output"]]
-    return chain_prompt(instructions, record.get("input") or ""), render_output(outputs)
+    target = record.get("target")
+    if target is None:  # versions frozen before ``target`` existed
+        target = render_output(record.get("outputs") or [record["output"]])
+    return record_prompt(record), target
 
 
 def fit_lengths(n_prompt: int, n_response: int, max_len: int) -> tuple[int, int]:

@@ -145,6 +145,8 @@ def make_callback(db, job_id: int, write: bool):
 
     class DbCallback(TrainerCallback):
         trainer = None
+        smoothed: float | None = None  # exponential moving average of the logged loss
+        last_epoch: float = 0.0
 
         def on_train_begin(self, args, state, control, **kw):
             self.t0 = self.t_log = time.monotonic()
@@ -161,6 +163,7 @@ def make_callback(db, job_id: int, write: bool):
             values = {k: logs[k] for k in LOGGED if k in (logs or {})}
             if "loss" in values:
                 values["tokens_per_s"] = self._throughput()
+                values["loss_smooth"] = self._smooth(values["loss"])
             if not values:
                 return
             shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
@@ -169,6 +172,25 @@ def make_callback(db, job_id: int, write: bool):
             if write and state.is_world_process_zero:
                 add_metrics(db, job_id, state.global_step, values)
                 self._beat(state, force=True)
+
+        def on_epoch_end(self, args, state, control, **kw):
+            # The mean logged loss of the epoch just finished: a steadier curve than per-batch loss.
+            last, self.last_epoch = self.last_epoch, state.epoch
+            fresh = [
+                h["loss"]
+                for h in state.log_history
+                if "loss" in h and last < h.get("epoch", 0) <= state.epoch
+            ]
+            if not fresh or not state.is_world_process_zero:
+                return
+            mean = sum(fresh) / len(fresh)
+            log(f"epoch {round(state.epoch)} mean loss {mean:.4g}")
+            if write:
+                add_metrics(db, job_id, state.global_step, {"epoch_loss": mean})
+
+        def _smooth(self, loss: float, weight: float = 0.8) -> float:
+            self.smoothed = loss if self.smoothed is None else weight * self.smoothed + (1 - weight) * loss
+            return self.smoothed
 
         def _throughput(self) -> float:
             now, tokens = time.monotonic(), self.trainer.real_tokens
@@ -214,6 +236,7 @@ def training_arguments(cfg: TrainConfig, out_dir: Path, precision: str, has_eval
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
@@ -283,11 +306,17 @@ def train(job_id: int, *, write: bool = True) -> dict:
     train_ex, eval_ex = split_eval(examples, cfg.eval_fraction, cfg.seed)
     log(f"2/5 model {cfg.base_model} ({precision}); {len(train_ex)} train / {len(eval_ex)} eval examples")
 
-    model = add_lora(model, cfg)
-    if cfg.gradient_checkpointing:
-        model.enable_input_require_grads()
+    if cfg.method == "lora":
+        model = add_lora(model, cfg)
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"3/5 LoRA r={cfg.lora_r} on {','.join(cfg.target_modules)}: {n_train:,} trainable parameters")
+    what = (
+        f"LoRA r={cfg.lora_r} on {','.join(cfg.target_modules)}"
+        if cfg.method == "lora"
+        else "full fine-tuning"
+    )
+    log(f"3/5 {what}: {n_train:,} trainable parameters")
 
     callback = make_callback(db, job_id, write)
     trainer = make_trainer_class()(
@@ -310,7 +339,9 @@ def train(job_id: int, *, write: bool = True) -> dict:
         dropped = delete_metrics_after(db, job_id, start_step)
         if dropped:
             log(f"dropped {dropped} metric rows logged after step {start_step} (they are replayed)")
-    trainer.train(resume_from_checkpoint=resume_from)  # also evaluates (and saves) at the last step
+    t_train = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=resume_from)  # also evaluates (and saves) at the last step
+    train_s = time.monotonic() - t_train
 
     meta = {
         "base_model": cfg.base_model,
@@ -326,10 +357,18 @@ def train(job_id: int, *, write: bool = True) -> dict:
         "global_step": trainer.state.global_step,
         "train_examples": len(train_ex),
         "eval_examples": len(eval_ex),
+        "method": cfg.method,
+        "train_loss": float(output.training_loss),  # the mean over the run, as the Trainer reports it
+        # The smoothed loss at the last logging step (the run's mean when it never reached one).
+        "final_loss": callback.smoothed if callback.smoothed is not None else float(output.training_loss),
+        "train_s": round(train_s, 1),
+        "tokens_per_s": round(trainer.real_tokens / max(train_s, 1e-9), 1),
+        "train_tokens": trainer.real_tokens,  # prompt + response tokens, no padding, this launch
     }
     if trainer.is_world_process_zero():
+        # A full fine-tune saves the whole model where an adapter would go: eval loads either from there.
         result["adapter_dir"] = str(save_adapter(model, tokenizer, out_dir, meta))
-        log(f"5/5 adapter saved to {result['adapter_dir']}")
+        log(f"5/5 {'adapter' if cfg.method == 'lora' else 'model'} saved to {result['adapter_dir']}")
     return result
 
 

@@ -10,10 +10,12 @@ from store.db import open_db
 from store.models import CHAIN_STATUSES
 from store.versions import (
     SplitSpec,
+    chain_sources,
     composition_overlap,
     create_version,
     list_versions,
     selectable_counts,
+    task_sources,
     version_summary,
     version_zip,
 )
@@ -29,7 +31,10 @@ st.caption(
 )
 
 
-def spec_form() -> tuple[SplitSpec, str] | None:
+RANDOM = "(random split by composition)"
+
+
+def spec_form(sources: dict[str, int], tasks: dict[str, int]) -> tuple[SplitSpec, str] | None:
     with st.form("new_version"):
         name = st.text_input("Name (optional)")
         statuses = st.multiselect("Chains with status", CHAIN_STATUSES, default=["accepted"])
@@ -38,7 +43,20 @@ def spec_form() -> tuple[SplitSpec, str] | None:
         test_lengths = right.multiselect("Test chain lengths", LENGTHS, default=[1, 2, 3, 4, 5])
         test_fraction = left.slider("Share of compositions held out for test", 0.0, 0.9, 0.2, 0.05)
         seed = int(right.number_input("Split seed", value=0, step=1))
-        source = st.text_input("Only this source (optional)")
+        source = st.text_input("Only this source (optional, random split)")
+        names = list(sources)
+        test_source = st.selectbox(
+            "Fixed test set: exactly the chains of this source, in file order",
+            [RANDOM, *names],
+            format_func=lambda s: s if s == RANDOM else f"{s} ({sources[s]} chains)",
+            help="Train then drops every chain whose composition also appears in test.",
+        )
+        train_sources = st.multiselect("Train on these sources (empty: every other source)", names)
+        task_source = st.selectbox(
+            "Tasks that join train as length-1 chains (CoI1)",
+            ["", *tasks],
+            format_func=lambda s: "(none)" if not s else f"{s} ({tasks[s]} tasks)",
+        )
         if not st.form_submit_button("Freeze a new version", type="primary"):
             return None
     if not statuses:
@@ -51,16 +69,20 @@ def spec_form() -> tuple[SplitSpec, str] | None:
         test_fraction=test_fraction,
         seed=seed,
         source=source.strip() or None,
+        test_source=None if test_source == RANDOM else test_source,
+        train_sources=tuple(train_sources),
+        task_source=task_source or None,
     )
     return spec, name.strip()
 
 
 with open_db(db_path()) as db:
     counts = selectable_counts(db, SplitSpec())
+    sources, tasks = chain_sources(db), task_sources(db)
 st.text(
     f"Accepted chains now: {counts['chains']} ({counts['stale']} with stale steps, which block a version)"
 )
-request = spec_form()
+request = spec_form(sources, tasks)
 if request:
     spec, name = request
     with open_db(db_path()) as db:

@@ -46,7 +46,15 @@ def field_widget(spec: FieldSpec, value, key: str):
 
 def new_run_form(versions) -> None:
     version = st.selectbox("Dataset version", versions, format_func=version_label, key="train_version")
-    name = st.selectbox("Preset", list(PRESETS), key="train_preset", help="paper: 3 epochs, batch 4, lr 2e-5")
+    name = st.selectbox(
+        "Preset",
+        list(PRESETS),
+        key="train_preset",
+        help=(
+            "paper: the authors' model_trainer.sh (full fine-tuning, 3 epochs, batch 4 x accumulation 8, lr 2e-5, "
+            "no holdout); paper-lora: the same schedule with LoRA at lr 2e-4; quick: a short CPU run"
+        ),
+    )
     base = preset(name)
     values = {}
     with st.expander("Adjust the config", expanded=False):

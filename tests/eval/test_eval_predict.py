@@ -157,3 +157,18 @@ def test_fast_cpu_linears_compute_the_same_logits(tiny_model_dir):
         after = model(input_ids=ids).logits
     assert model._coi_fast_linears
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+def test_stepwise_own_reuses_stepwise_golds_step_one_answers(db, tiny):
+    """Step 1 has the same prompt in both stepwise modes: it is generated once, and both score that text."""
+    model, tok = tiny
+    records = _records(db)
+    gen = Generator(model, tok, batch_size=4, max_new_tokens=5)
+    scorer = RougeL()
+    gold = predict_stepwise_gold(gen, records, scorer)
+    generated = gen.stats["prompts"] - gen.stats["cached"]
+    own = predict_stepwise_own(gen, records, scorer)
+    first = lambda rows: {r.chain_id: (r.prompt, r.prediction) for r in rows if r.position == 1}  # noqa: E731
+    assert first(own) == first(gold)
+    assert gen.stats["cached"] >= len(records)  # every step 1 of stepwise-own came from the cache
+    assert gen.stats["prompts"] - gen.stats["cached"] == generated + sum(r["length"] - 1 for r in records)

@@ -91,7 +91,7 @@ def test_edited_record_renders_with_its_original_separators():
 def test_chain_prompt_contains_joined_instruction_and_input():
     prompt = chain_prompt(["Summarize", "translate to French"], "text")
     assert "Summarize and then translate to French" in prompt
-    assert prompt.endswith("### Response:\n")
+    assert prompt.endswith("### Response:")
 
 
 @pytest.mark.parametrize("name", ["coi_2.json", "coi_3.json", "coi2_test.json", "summarized_coi_2.json"])

@@ -24,7 +24,7 @@ COI = [
         "output": "Task 1 output and task 2 input: y Task2 output: z",
     },
     {
-        "instruction": "only one part",
+        "instruction": "one part and then two and then three",  # 3 parts, 2 steps: unclean
         "input": "x",
         "output": "Task 1 output and task 2 input: y\nTask 2 output: z",
     },
@@ -56,10 +56,12 @@ def test_paper_duplicates_both_survive(db, tmp_path, reference_data):
 
 
 def test_unclean_paper_records_are_counted_with_reasons(db, reference_data):
-    report = import_file(db, reference_data / "summarized_coi_2.json")
-    assert report.unclean > 0
+    # summarized_coi_2.json is clean now (one summarised sentence per chain); coi_2.json has 8
+    # records whose instruction holds " and then " inside a step.
+    report = import_file(db, reference_data / "coi_2.json")
+    assert report.unclean == 8
     assert sum(report.unclean_reasons.values()) >= report.unclean
-    assert "instruction has 1 part(s) but the output has 2 step(s)" in report.unclean_reasons
+    assert "instruction has 3 part(s) but the output has 2 step(s)" in report.unclean_reasons
     assert f"{report.unclean} unclean (" in report.summary()
 
 

@@ -114,14 +114,14 @@ def test_coi_records_become_chains_with_steps(db, tmp_path):
 
 def test_coi_status_parameter_and_unclean_records_flagged_for_review(db, tmp_path):
     bad = {
-        "instruction": "One sentence only.",
+        "instruction": "A and then B and then C",  # more parts than steps (one sentence is a summary)
         "input": "x",
         "output": "Task 1 output and task 2 input: a\nTask 2 output: b",
     }
     (tmp_path / "c.json").write_text(json.dumps(COI + [bad]), "utf-8")
     report = import_file(db, tmp_path / "c.json", ImportOptions(status="accepted"))
     assert (report.imported, report.unclean) == (3, 1)
-    reason = "instruction has 1 part(s) but the output has 2 step(s)"
+    reason = "instruction has 3 part(s) but the output has 2 step(s)"
     assert report.unclean_reasons == {reason: 1}
     assert f"1 unclean (1x {reason})" in report.summary()
     assert status_counts(db) == {"accepted": 2, "needs_review": 1}

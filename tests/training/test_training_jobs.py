@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -131,6 +132,8 @@ def test_coi_train_waits_in_the_queue_then_runs_headless_to_the_end(
     assert main(argv) == 0  # one training job at a time: this one was queued behind the first
     out = capsys.readouterr().out
     assert "queued" in out and "succeeded: adapter at" in out
+    assert re.search(r"\(final loss [0-9.e+-]+, \d+ s\)", out)  # the --wait line gives loss and time
+    assert "note: eval_fraction 0.1 holds 10% of the training chains out" in out
     second = list_jobs(db, kind="train")[0]
     assert second.id != first and get_job(db, first).status == "succeeded"
     assert get_job(db, first).ended_at <= second.started_at
