@@ -1,6 +1,11 @@
 """Error analysis of an eval run: scores by chain length and step, first failing step, own vs
 carried-over errors, error kinds in plain words, and run-vs-run deltas.
 
+Every metric is a ``StepScorer``: ROUGE-L (the paper's headline), exact match, and the step-aware
+score (each step's own metric and threshold from its type, ``eval.step_metrics``). The failure
+analysis (first failing step, own vs carried over, failing chains) and run vs run use the
+step-aware one; the report shows every metric by length and per step.
+
 Everything here is a pure function of prediction rows (``store.predictions.Prediction``), so the
 report, the CLI and the Evaluate page share it and tests call it directly.
 """
@@ -9,12 +14,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from eval.metrics import exact_match
 from eval.rouge import aggregate, rouge_l
+from eval.step_metrics import TEXT, fails, score_step
 from store.predictions import Prediction
 
 Chains = dict[int, list[Prediction]]  # chain id -> its step rows, by position
@@ -42,6 +49,41 @@ def _score(p: Prediction) -> float:
 def _em(p: Prediction) -> float:
     """Normalised exact match of a step (computed from the stored texts, so old runs get it too)."""
     return exact_match(p.reference or "", p.prediction or "")
+
+
+def step_type(p: Prediction) -> str:
+    """The step's type as recorded at prediction time (free text for runs made before types)."""
+    return p.meta.get("step_type") or TEXT
+
+
+def _step_aware(p: Prediction) -> float:
+    return score_step(
+        step_type(p), p.reference or "", p.prediction or "", p.meta.get("input") or "", rouge=p.rougeL
+    )
+
+
+@dataclass(frozen=True)
+class StepScorer:
+    """A per-step score and when a step fails under it."""
+
+    name: str
+    score: Callable[[Prediction], float]
+    failed: Callable[[Prediction], bool]
+
+
+def step_scorers(threshold: float) -> dict[str, StepScorer]:
+    """Every metric of the report; ``threshold`` is the run's ROUGE-L fail threshold (free text)."""
+    return {
+        "rougeL": StepScorer("rougeL", _score, lambda p: _score(p) < threshold),
+        "exact_match": StepScorer("exact_match", _em, lambda p: _em(p) < 1.0),
+        "step_aware": StepScorer(
+            "step_aware", _step_aware, lambda p: fails(step_type(p), _step_aware(p), {TEXT: threshold})
+        ),
+    }
+
+
+def _rouge_scorer(threshold: float) -> StepScorer:
+    return step_scorers(threshold)["rougeL"]
 
 
 def length_of(rows: list[Prediction]) -> int:
@@ -103,19 +145,25 @@ def markerless_chains(chains: Chains) -> int:
     )
 
 
-def first_failing_step(rows: list[Prediction], threshold: float) -> int | None:
-    """The position of the first step scoring below ``threshold``, or None when none fails."""
-    return next((p.position for p in rows if _score(p) < threshold), None)
+def first_failing_step(
+    rows: list[Prediction], threshold: float, scorer: StepScorer | None = None
+) -> int | None:
+    """The position of the first failing step (ROUGE-L below ``threshold`` unless a ``scorer`` is
+    given), or None when none fails."""
+    failed = (scorer or _rouge_scorer(threshold)).failed
+    return next((p.position for p in rows if failed(p)), None)
 
 
-def first_failing_counts(chains: Chains, threshold: float) -> dict[str, dict[str, int]]:
+def first_failing_counts(
+    chains: Chains, threshold: float, scorer: StepScorer | None = None
+) -> dict[str, dict[str, int]]:
     """Histogram of first failing steps ("1".."n" and "none"), per length and over all ("all").
 
     Each chain counts once, so every histogram adds up to its number of chains.
     """
     counts: dict[str, Counter] = defaultdict(Counter)
     for rows in chains.values():
-        first = first_failing_step(rows, threshold)
+        first = first_failing_step(rows, threshold, scorer)
         key = NONE if first is None else str(first)
         counts[str(length_of(rows))][key] += 1
         counts["all"][key] += 1
@@ -131,7 +179,9 @@ def _ordered_hist(counter: Counter) -> dict[str, int]:
 # ---- own vs carried-over errors and error kinds ------------------------------------------------------
 
 
-def failure_origin(p: Prediction, gold: Chains | None, threshold: float) -> str:
+def failure_origin(
+    p: Prediction, gold: Chains | None, threshold: float, scorer: StepScorer | None = None
+) -> str:
     """'own' when the step also fails given the gold input (or is step 1); else 'carried over'.
 
     In stepwise-own and chain modes a step's input is the model's own earlier output. If the same
@@ -143,16 +193,19 @@ def failure_origin(p: Prediction, gold: Chains | None, threshold: float) -> str:
     gold_step = next((g for g in rows if g.position == p.position), None)
     if gold_step is None:
         return OWN
-    return OWN if _score(gold_step) < threshold else CARRIED
+    return OWN if (scorer or _rouge_scorer(threshold)).failed(gold_step) else CARRIED
 
 
-def failures(chains: Chains, gold: Chains | None, threshold: float) -> list[dict]:
+def failures(
+    chains: Chains, gold: Chains | None, threshold: float, scorer: StepScorer | None = None
+) -> list[dict]:
     """Every failing step with its chain, length, origin and error kind."""
+    scorer = scorer or _rouge_scorer(threshold)
     out = []
     for cid, rows in chains.items():
-        first = first_failing_step(rows, threshold)
+        first = first_failing_step(rows, threshold, scorer)
         for p in rows:
-            if _score(p) >= threshold:
+            if not scorer.failed(p):
                 continue
             out.append(
                 {
@@ -161,7 +214,9 @@ def failures(chains: Chains, gold: Chains | None, threshold: float) -> list[dict
                     "position": p.position,
                     "first": p.position == first,
                     "rougeL": _score(p),
-                    "origin": failure_origin(p, gold, threshold),
+                    "step_type": step_type(p),
+                    "score": scorer.score(p),
+                    "origin": failure_origin(p, gold, threshold, scorer),
                     "kind": error_kind(p),
                 }
             )
@@ -236,30 +291,59 @@ def guess_language(text: str, *, min_hits: int = 2, min_ratio: float = 0.1) -> s
 
 
 def analyze(preds: Iterable[Prediction], threshold: float) -> dict:
-    """Everything the report shows for one run, per mode."""
+    """Everything the report shows for one run, per mode. The failure analysis uses each step's own
+    metric (step-aware); ``metrics`` holds every metric by length and step, with its own analysis."""
     modes = group(preds)
     gold = modes.get("stepwise-gold")
+    scorers = step_scorers(threshold)
+    aware = scorers["step_aware"]
     out = {}
     for mode, chains in modes.items():
-        fails = failures(chains, gold, threshold)
+        fails = failures(chains, gold, threshold, aware)
         out[mode] = {
             "overall": overall(chains),
             "by_length": by_length(chains),
             "by_step": by_step(chains),
             "by_step_em": by_step(chains, _em),
             "markerless_chains": markerless_chains(chains),
-            "first_failing": first_failing_counts(chains, threshold),
+            "first_failing": first_failing_counts(chains, threshold, aware),
             "origin": origin_counts(fails),
             "origin_first": origin_counts(fails, first_only=True),
             "error_kinds": kind_counts(fails),
             "failing_chains": sorted({f["chain_id"] for f in fails}),
+            "step_types": dict(Counter(step_type(p) for rows in chains.values() for p in rows)),
+            "metrics": {name: metric_view(chains, gold, threshold, sc) for name, sc in scorers.items()},
         }
     return out
 
 
-def chain_scores(chains: Chains) -> dict[int, float]:
-    """A chain's score for run-vs-run: the mean ROUGE-L of its steps."""
-    return {cid: float(np.mean([_score(p) for p in rows])) for cid, rows in chains.items()}
+def metric_view(chains: Chains, gold: Chains | None, threshold: float, scorer: StepScorer) -> dict:
+    """One metric over a mode: final and step means by length (with CIs), per step, first failing
+    step and own vs carried over, each under that metric's own failure rule."""
+    fails = failures(chains, gold, threshold, scorer)
+    groups: dict[str, list[list[Prediction]]] = defaultdict(list)
+    for rows in chains.values():
+        groups[str(length_of(rows))].append(rows)
+        groups["all"].append(rows)
+    return {
+        "by_length": {
+            n: {
+                "n": len(g),
+                "final": aggregate([scorer.score(rows[-1]) for rows in g]).as_dict(),
+                "steps_mean": float(np.mean([scorer.score(p) for rows in g for p in rows])),
+            }
+            for n, g in groups.items()
+        },
+        "by_step": by_step(chains, scorer.score),
+        "first_failing": first_failing_counts(chains, threshold, scorer),
+        "origin": origin_counts(fails),
+        "origin_first": origin_counts(fails, first_only=True),
+    }
+
+
+def chain_scores(chains: Chains, score: Callable[[Prediction], float] = _step_aware) -> dict[int, float]:
+    """A chain's score for run-vs-run: the mean of its steps' own (step-aware) scores."""
+    return {cid: float(np.mean([score(p) for p in rows])) for cid, rows in chains.items()}
 
 
 def compare(

@@ -19,6 +19,7 @@ from eval.rouge import RougeL
 from models.safe_load import require_safetensors_adapter
 from store.coi_format import parse_output, record_prompt, render_prompt
 from store.predictions import Prediction
+from store.step_types import infer_step_type
 
 Progress = Callable[[int, str], None]  # (units just finished, message)
 
@@ -196,6 +197,13 @@ def _is_full_model(path: str) -> bool:
     return (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file()
 
 
+def _step_type(record: dict, k: int) -> str:
+    """Step k's type from its instruction, or from its task's category where the chain has one per step."""
+    categories = (record.get("category") or "").split("+")
+    category = categories[k] if len(categories) == record["length"] else ""
+    return infer_step_type(record["instructions"][k], category)
+
+
 def _step_input(record: dict, k: int, previous: list[str]) -> str:
     """The input of step ``k`` (0-based): the chain input, then the previous step's output."""
     return record["input"] if k == 0 else previous[k - 1]
@@ -205,7 +213,12 @@ def _row(
     record: dict, k: int, mode: str, prompt: str | None, text: str, scorer: RougeL, meta: dict
 ) -> Prediction:
     reference = record["outputs"][k]
-    meta = {"length": record["length"], "source": record.get("source"), **meta}
+    meta = {
+        "length": record["length"],
+        "source": record.get("source"),
+        "step_type": _step_type(record, k),
+        **meta,
+    }
     return Prediction(
         chain_id=record["chain_id"],
         position=k + 1,

@@ -214,9 +214,10 @@ def _mode_section(mode: str, a: dict) -> list[str]:
                 for n, row in table.items()
             ],
         )
+    lines += _metrics_section(a, max_pos)
     hist = a["first_failing"]
     keys = [str(k) for k in range(1, max_pos + 1)] + [NONE]
-    lines += ["", "First failing step (chains):", ""]
+    lines += ["", "First failing step (chains), each step judged by its own metric:", ""]
     lines += _table(
         ["length"] + keys,
         [[n if n == "all" else f"CoI{n}"] + [row.get(k, 0) for k in keys] for n, row in hist.items()],
@@ -227,6 +228,39 @@ def _mode_section(mode: str, a: dict) -> list[str]:
         "",
     ]
     lines += _table(["error kind", "steps"], [[k, a["error_kinds"][k]] for k in ERROR_KINDS]) + [""]
+    return lines
+
+
+METRIC_TITLES = {"rougeL": "ROUGE-L", "exact_match": "exact match", "step_aware": "step-aware"}
+
+
+def _metrics_section(a: dict, max_pos: int) -> list[str]:
+    """Every metric side by side: the final output by length, each step, and first failing steps."""
+    views = a.get("metrics") or {}
+    if not views:
+        return []
+    types = ", ".join(f"{n} {t}" for t, n in sorted((a.get("step_types") or {}).items()))
+    lines = ["", f"Every metric x 100 (step types: {types}; step-aware scores each step by its type):", ""]
+    names = list(views)
+    lengths = list(next(iter(views.values()))["by_length"])
+    lines += _table(
+        ["length", "chains"] + [f"final {METRIC_TITLES.get(m, m)}" for m in names],
+        [
+            [n if n == "all" else f"CoI{n}", views[names[0]]["by_length"][n]["n"]]
+            + [_pct(views[m]["by_length"][n]["final"]["mean"]) for m in names]
+            for n in lengths
+        ],
+    )
+    lines += [""]
+    lines += _table(
+        ["metric"] + [f"step {k}" for k in range(1, max_pos + 1)] + ["first failing step: chains"],
+        [
+            [METRIC_TITLES.get(m, m)]
+            + [_pct(v["by_step"].get("all", {}).get(str(k), float("nan"))) for k in range(1, max_pos + 1)]
+            + [", ".join(f"{k}: {c}" for k, c in v["first_failing"].get("all", {}).items())]
+            for m, v in views.items()
+        ],
+    )
     return lines
 
 

@@ -212,10 +212,18 @@ def is_copy(source: str, text: str) -> bool:
     return bool(normalize(text)) and normalize(text) == normalize(source)
 
 
-def score_step(step_type: str, reference: str, prediction: str, step_input: str = "") -> float:
-    """The step's own metric; a verbatim copy of the step's input scores 0 unless the reference is one."""
+def score_step(
+    step_type: str, reference: str, prediction: str, step_input: str = "", *, rouge: float | None = None
+) -> float:
+    """The step's own metric; a verbatim copy of the step's input scores 0 unless the reference is one.
+
+    ``rouge`` is a free-text step's ROUGE-L as already computed (an eval run stores it per step), so
+    it is not computed twice; it is not used where rouge-score's tokenizer sees no words.
+    """
     if step_input and is_copy(step_input, prediction) and not is_copy(step_input, reference):
         return 0.0
+    if step_type == TEXT and rouge is not None and tokenize(reference):
+        return float(rouge)
     return float(_SCORERS[step_type](reference, prediction))
 
 

@@ -73,6 +73,7 @@ def chain_record(chain: Chain) -> dict:
         instructions=chain.instructions,
         outputs=chain.outputs,
         source=chain.source,
+        category=chain.category,  # "a+b" for pipeline chains: one task category per step
         target=target_text(chain.outputs, chain.meta.get("format")),
     )
     return record

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from eval.analysis import (
     analyze,
     by_step,
@@ -136,3 +138,30 @@ def test_word_diff_is_plain_text():
     )
     assert word_diff("", "new words") == "{+new words+}"
     assert word_diff("<b>x</b>", "<b>x</b>") == "<b>x</b>"
+
+
+def _label_chain(cid: int, first: str, second: str, mode: str = "chain"):
+    """A 2-step chain: a free-text step, then a label step ("Classify ... as ironic or not ironic")."""
+    meta = {"length": 2, "input": "story"}
+    return [
+        Prediction(cid, 1, mode, first, "the story ends", 1.0 if first == "the story ends" else 0.2, None,
+                   {**meta, "step_type": "text"}),
+        Prediction(cid, 2, mode, second, "ironic", None, None, {**meta, "step_type": "label"}),
+    ]  # fmt: skip
+
+
+def test_failure_analysis_uses_each_steps_own_metric():
+    from eval.rouge import rouge_l
+
+    rows = _label_chain(1, "the story ends", "not ironic") + _label_chain(2, "the story ends", "ironic")
+    for p in rows:
+        if p.rougeL is None:
+            p.rougeL = rouge_l(p.reference, p.prediction)
+    assert rows[1].rougeL == pytest.approx(2 / 3)  # ROUGE-L passes "not ironic" for "ironic" at 0.5
+    out = analyze(rows, threshold=0.5)["chain"]
+    assert out["metrics"]["rougeL"]["first_failing"]["all"] == {"none": 2}
+    assert out["metrics"]["step_aware"]["first_failing"]["all"] == {"2": 1, "none": 1}
+    assert out["metrics"]["exact_match"]["first_failing"]["all"] == {"2": 1, "none": 1}
+    assert out["first_failing"]["all"] == {"2": 1, "none": 1} and out["failing_chains"] == [1]
+    assert out["metrics"]["step_aware"]["by_step"]["2"] == {"1": 1.0, "2": 0.5}
+    assert out["step_types"] == {"text": 2, "label": 2}

@@ -48,6 +48,15 @@ def test_train_then_eval_all_modes_then_report(db, tiny_model_dir, tmp_path, cap
         assert set(a["by_step"]["all"]) == {str(k) for k in range(1, max(lengths) + 1)}
         assert sum(a["first_failing"]["all"].values()) == n_test
         assert a["overall"]["n_chains"] == n_test
+        # Every metric, per step and by length, with first failing steps that add up for each.
+        assert set(a["metrics"]) == {"rougeL", "exact_match", "step_aware"}
+        for name, view in a["metrics"].items():
+            assert set(view["by_step"]["all"]) == set(a["by_step"]["all"]), name
+            assert sorted(int(n) for n in view["by_length"] if n != "all") == lengths, name
+            for length, hist in view["first_failing"].items():
+                expected = n_test if length == "all" else view["by_length"][length]["n"]
+                assert sum(hist.values()) == expected, (name, length)
+        assert sum(a["step_types"].values()) == sum(int(n) * v["n"] for n, v in a["by_length"].items())
 
     # The base model through the CLI, compared with the tuned run.
     out = tmp_path / "report"
