@@ -104,7 +104,7 @@ _PAIRS = [
     ("correct", "incorrect"),
     ("answerable", "unanswerable"),
 ]
-FLIPS = {a: b for pair in _PAIRS for a, b in (pair, pair[::-1])}
+FLIPS = {sm.normalize(a): b for pair in _PAIRS for a, b in (pair, pair[::-1])}
 ASKS_FOR_ORDER = ("sort", "alphabetical", "ascending", "descending", "in order")
 
 
@@ -119,7 +119,7 @@ def perturbations(step: Step, labels: dict[str, list[str]], rng: random.Random) 
         out["count"] = str(int(float(ref.replace(",", ""))) + rng.randint(1, 5))
     others = [a for a in labels.get(_label_key(step), []) if sm.normalize(a) != sm.normalize(ref)]
     if sm.normalize(ref) in FLIPS:
-        out["label"] = FLIPS[sm.normalize(ref)].replace("non threat", "non-threat").capitalize()
+        out["label"] = FLIPS[sm.normalize(ref)].capitalize()
     elif len(ref.split()) <= 4 and others and not _is_number(ref):
         out["label"] = rng.choice(others)
     items = _sorted_items(ref)

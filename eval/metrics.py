@@ -3,13 +3,13 @@
 Like lm-evaluation-harness, a metric is a per-example function plus how it aggregates (the mean
 over examples here) and whether higher is better. Exact match is the normalised one of SQuAD's
 evaluation script, which the paper's BBH accuracy amounts to: lower-case, drop punctuation, the
-articles a/an/the and extra whitespace, then compare.
+articles a/an/the and extra whitespace, then compare (Unicode-aware here, and an answer that is
+only an article, as BBH's "(A)", keeps it).
 """
 
 from __future__ import annotations
 
-import re
-import string
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,14 +17,17 @@ import numpy as np
 
 from eval.rouge import ROUGE_L, Aggregate, MetricInfo, rouge_l
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
+_ARTICLES = {"a", "an", "the"}
 
 
 def normalize(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = (text or "").lower().translate(_PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    """SQuAD's answer normalisation, Unicode-aware: NFKC, case folded, punctuation removed, the
+    articles a/an/the dropped, single spaces. An answer that is only an article ("(A)", a BBH option)
+    keeps it: otherwise an empty prediction would match it."""
+    text = unicodedata.normalize("NFKC", text or "").casefold()
+    words = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P")).split()
+    kept = [w for w in words if w not in _ARTICLES]
+    return " ".join(kept or words)
 
 
 def exact_match(reference: str, prediction: str) -> float:

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from eval.metrics import exact_match, normalize
 from eval.rouge import rouge_l, tokenize
 from store.step_types import (
     JSON,
@@ -52,17 +53,6 @@ METRICS = {
     JSON: StepMetric(JSON, "json_match", 1.0),
     TEXT: StepMetric(TEXT, "rougeL", 0.3),
 }
-
-
-def normalize(text: str) -> str:
-    """Case, whitespace and punctuation folded away (NFKC first, so full-width forms match)."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
-    return " ".join(text.split())
-
-
-def exact_match(reference: str, prediction: str) -> float:
-    return float(normalize(reference) == normalize(prediction))
 
 
 _NUMBER_WORDS = {

@@ -21,6 +21,11 @@ from store.predictions import Prediction, save_predictions
         ("12/25/1937", "12251937", 1.0),  # punctuation removed, not replaced by a space
         ("", "", 1.0),
         ("Theory", "ory", 0.0),  # "the" only as a whole word
+        ("(A)", "", 0.0),  # a BBH option that is an article is still an answer
+        ("(A)", "a.", 1.0),
+        ("Straße", "STRASSE", 1.0),  # case folded, not just lowered
+        ("Ｙｅｓ", "yes", 1.0),  # full-width forms under NFKC
+        ("«Oui»", "oui", 1.0),  # Unicode punctuation goes too
     ],
 )
 def test_exact_match_hand_derived(reference, prediction, expected):
