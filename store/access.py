@@ -24,14 +24,17 @@ from pathlib import Path
 
 import tomllib
 
+from store.endpoints import JOB_KEY_ENV
 from store.errors import CoiError
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ENV_PASSWORD = "COI_PASSWORD"
 ENV_TOKEN = "COI_TOKEN"
+ENV_ADMIN_PASSWORD = "COI_ADMIN_PASSWORD"
 # Environment names that can hold a login secret: ours, and the top-level `password`/`token` that
 # Streamlit copies from secrets.toml into the environment. Job processes never need them.
-LOGIN_SECRETS = frozenset({ENV_PASSWORD, ENV_TOKEN, "password", "token"})
+# The job key is handed to each job explicitly (store.endpoints), never inherited from the app.
+LOGIN_SECRETS = frozenset({ENV_PASSWORD, ENV_TOKEN, "password", "token", JOB_KEY_ENV, ENV_ADMIN_PASSWORD})
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN_REVIEWER = "token"  # the reviewer name of a token login that names nobody
 

@@ -7,6 +7,7 @@ from app.widgets import guarded
 from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
 from pipeline.status import page_config, save_endpoint
 from store.db import open_db
+from store.endpoints import key_note
 from store.settings import get_setting, set_setting
 
 init_state()
@@ -61,7 +62,11 @@ if st.button("Save LLM endpoint", key="set_llm_save"):
     with open_db(db_path()) as db:
         if guarded(save_endpoint, db, llm_url, llm_model, llm_api):
             st.success("Saved (the key stays in this session).")
+with open_db(db_path()) as db:
+    llm_now = page_config(db)
 st.text(f"In use now: {llm_now.describe()}")
+if key_note(llm_now.base_url):  # the operator's key is not sent there: say so plainly
+    st.warning(key_note(llm_now.base_url), icon=":material/key_off:")
 
 st.subheader("Database")
 st.text(f"Database file: {db_path()}  (set $COI_DB to use another)")
