@@ -351,3 +351,12 @@ def m007_metrics_unique(db: sqlite_utils.Database) -> None:
         "DROP INDEX IF EXISTS idx_metrics_job",
         "CREATE UNIQUE INDEX idx_metrics_job_name_step ON metrics(job_id, name, step)",
     )
+
+
+@migrations()
+def m009_login_throttle(db: sqlite_utils.Database) -> None:
+    """Wrong logins per (normalised) user name, so guessing is slowed across all sessions and processes."""
+    _exec(
+        db,
+        "CREATE TABLE login_failures (name TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL)",
+    )
