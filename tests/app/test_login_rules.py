@@ -13,7 +13,8 @@ from tests.app.test_auth_page import log_in, no_secrets, public_address, start, 
 USERS = {"passwords": {"alice": "a-pw", "bob": "b-pw"}, "roles": {"alice": "admin"}, "password": "shared"}
 
 
-def test_token_never_names_a_passwords_user(public_address, monkeypatch):
+@pytest.mark.usefixtures("public_address")
+def test_token_never_names_a_passwords_user(monkeypatch):
     monkeypatch.setenv("COI_TOKEN", "tok-123")
     for name in ("alice", "Alice", " ALICE "):
         at = start(secrets={"passwords": {"alice": "a-pw"}}, query={"token": "tok-123", "reviewer": name})
@@ -24,7 +25,8 @@ def test_token_never_names_a_passwords_user(public_address, monkeypatch):
     assert titles(ok) == ["Data"] and ok.session_state["auth_role"] == ANNOTATOR
 
 
-def test_case_variants_of_a_user_name_are_refused_with_the_shared_password(public_address):
+@pytest.mark.usefixtures("public_address")
+def test_case_variants_of_a_user_name_are_refused_with_the_shared_password():
     at = log_in(start(secrets=USERS), "ALICE", "a-pw")  # her own password: she is alice, whatever the case
     assert titles(at) == ["Data"] and at.session_state["reviewer"] == "alice"
     assert at.session_state["auth_role"] == ADMIN
@@ -60,7 +62,8 @@ def test_wrong_attempts_are_slowed_per_name_in_the_database(db):
     assert login_wait(db, "alice", now=100.0) == 0
 
 
-def test_the_brake_holds_across_browser_sessions(public_address):
+@pytest.mark.usefixtures("public_address")
+def test_the_brake_holds_across_browser_sessions():
     for _ in range(access.FREE_ATTEMPTS):
         log_in(start(secrets=USERS), "alice", "guess")  # a fresh session each time
     at = log_in(start(secrets=USERS), "alice", "a-pw")  # the right password, but too soon
