@@ -2,10 +2,12 @@
 
 import streamlit as st
 
+from app.actions import ADMIN_HELP, save_endpoint
+from app.auth import current_actor
 from app.state import db_path, init_state, reviewer_locked
 from app.widgets import guarded
 from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
-from pipeline.status import page_config, save_endpoint
+from pipeline.status import page_config
 from store.db import open_db
 from store.endpoints import key_note
 from store.settings import get_setting, set_setting
@@ -57,10 +59,18 @@ llm_key = st.text_input(
     key="set_llm_key",
     value=st.session_state.get("llm_api_key", ""),
 )
-if st.button("Save LLM endpoint", key="set_llm_save"):
+actor = current_actor()
+if not actor.is_admin:
+    st.caption("Only an admin may change the LLM endpoint.")
+if st.button(
+    "Save LLM endpoint",
+    key="set_llm_save",
+    disabled=not actor.is_admin,
+    help=None if actor.is_admin else ADMIN_HELP,
+):
     st.session_state["llm_api_key"] = llm_key
     with open_db(db_path()) as db:
-        if guarded(save_endpoint, db, llm_url, llm_model, llm_api):
+        if guarded(save_endpoint, actor, db, llm_url, llm_model, llm_api):
             st.success("Saved (the key stays in this session).")
 with open_db(db_path()) as db:
     llm_now = page_config(db)
