@@ -7,6 +7,7 @@ import streamlit as st
 from app.actions import ADMIN_HELP, cancel_job, resume_eval, send_failures_to_review, submit_eval
 from app.auth import current_actor
 from app.eval_charts import ALL_FIGURES
+from app.safe_text import md_text
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
 from eval.analysis import drill_down, group
@@ -81,7 +82,7 @@ def active_runs() -> None:
     if not any(j.active for j in jobs):
         st.rerun()  # the last run ended: rerun the whole page so its report shows without a reload
     for job in jobs:
-        st.progress(job.progress, text=f"#{job.id} {job.name}: {job.message}")
+        st.progress(job.progress, text=md_text(f"#{job.id} {job.name}: {job.message}"))  # label is markdown
         if st.button("Cancel", key=f"cancel_{job.id}", **admin_only()):
             with open_db(db_path()) as db:
                 guarded(cancel_job, current_actor(), db, job.id)
@@ -149,7 +150,8 @@ if len(chosen) == 2:
 
     with open_db(db_path()) as db:
         cmp = compare(get_predictions(db, second), get_predictions(db, first), mode)
-    st.subheader(f"{runs[first]} vs {runs[second]}")
+    st.subheader("Run vs run")
+    st.text(f"{runs[first]} vs {runs[second]}")  # run names are user text: never markdown
     st.text(
         f"{len(cmp['improved'])} improved, {len(cmp['regressed'])} regressed, {cmp['unchanged']} unchanged"
     )
