@@ -90,6 +90,8 @@ def import_section() -> None:
     fmt = st.selectbox("Format", FORMATS, help="auto: by extension and content; coi = the paper's chains")
     loaded = guarded(preview, path, fmt)
     if loaded is None:
+        if upload:
+            forget_uploads()  # a file that cannot be imported leaves nothing behind
         return
     st.caption(f"Detected format: {loaded.format}")
     st.text(f"Columns: {', '.join(loaded.columns)}")  # user text: never markdown
