@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from store.db import connect
 from store.endpoints import (
@@ -176,3 +177,28 @@ def test_coi_generate_uses_the_saved_url_without_the_key(db, db_path, operator_e
         assert server.request_count > 0
         assert _key_arrived(server) == listed, server.authorizations[:3]
         assert KEY not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_an_endpoint_listed_in_streamlit_secrets_gets_the_secrets_key(db_path, operator_env, listed):
+    """``llm_endpoints`` in secrets.toml is the operator's list too; the secrets key goes nowhere else."""
+    operator_env.delenv("OPENAI_API_KEY")
+    operator_env.setenv("COI_LLM_ENDPOINTS", "placeholder")
+    operator_env.delenv("COI_LLM_ENDPOINTS")  # recorded, so the app's export of the list is undone after
+    operator_env.setenv("OPENAI_API_KEY", "placeholder")
+    operator_env.delenv("OPENAI_API_KEY")
+    with ScriptedLLMServer(responder=lambda body: "OK") as server:
+        with connect(db_path) as db:
+            from pipeline.status import save_endpoint
+
+            save_endpoint(db, server.base_url, "scripted-model", "completions")
+        at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60)
+        at.secrets["OPENAI_API_KEY"] = KEY
+        if listed:
+            at.secrets["llm_endpoints"] = [server.base_url]
+        at.run()
+        at.switch_page("app_pages/generate.py").run()
+        at.button(key="gen_test_connection").click().run()
+        assert not at.exception, at.exception
+        assert server.request_count == 1
+        assert _key_arrived(server) == listed, server.authorizations
