@@ -73,3 +73,16 @@ def test_a_writer_waits_for_another_and_says_so(db_path):
 def test_operational_error_becomes_a_plain_coi_error():
     exc = operational_error(sqlite3.OperationalError("database is locked"))
     assert isinstance(exc, CoiError) and "busy" in exc.message and exc.hint
+
+
+def test_an_operational_error_at_the_cli_is_a_plain_message(db_path, monkeypatch, capsys):
+    import store.cli
+    from cli import main
+
+    def locked(db):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store.cli, "collect_stats", locked)
+    assert main(["stats", "--db", str(db_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The database is busy") and "Traceback" not in err
