@@ -202,3 +202,24 @@ def test_an_endpoint_listed_in_streamlit_secrets_gets_the_secrets_key(db_path, o
         assert not at.exception, at.exception
         assert server.request_count == 1
         assert _key_arrived(server) == listed, server.authorizations
+
+
+# -- from Regenerate in Review ------------------------------------------------------------------
+@pytest.mark.parametrize("listed", [False, True])
+def test_regenerate_in_review_follows_the_rule(db, operator_env, listed):
+    from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
+    from store.settings import set_setting
+    from tests.app.test_review_page import edit_step, make_chain
+
+    cid = make_chain(db)
+    with ScriptedLLMServer() as server:
+        if listed:
+            operator_env.setenv("COI_LLM_ENDPOINTS", server.base_url)
+        set_setting(db, SETTING_BASE_URL, server.base_url)  # as a web user saved it
+        set_setting(db, SETTING_MODEL, "scripted")
+        at = open_page("review")
+        edit_step(at, cid, 1, "corrected one")
+        at.button(key="regen").click().run()
+        assert not at.exception, at.exception
+        assert server.request_count > 0
+        assert _key_arrived(server) == listed, server.authorizations
