@@ -37,7 +37,9 @@ ENV_ADMIN_PASSWORD = "COI_ADMIN_PASSWORD"
 # Environment names that can hold a login secret: ours, and the top-level `password`/`token` that
 # Streamlit copies from secrets.toml into the environment. Job processes never need them.
 # The job key is handed to each job explicitly (store.endpoints), never inherited from the app.
-LOGIN_SECRETS = frozenset({ENV_PASSWORD, ENV_TOKEN, "password", "token", JOB_KEY_ENV, ENV_ADMIN_PASSWORD})
+LOGIN_SECRETS = frozenset(
+    {ENV_PASSWORD, ENV_TOKEN, "password", "token", JOB_KEY_ENV, ENV_ADMIN_PASSWORD, "admin_password"}
+)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN_REVIEWER = "token"  # the reviewer name of a token login that names nobody
 

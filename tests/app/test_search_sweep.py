@@ -124,3 +124,18 @@ def test_sweep_data_chain_search_with_status_filter(data, text, status):
 @_examples
 def test_sweep_review_search(data, text):
     _type("review", "search", text)
+
+
+@SWEEP
+@given(
+    text=TEXT,
+    sort=st.sampled_from(["newest", "oldest", "least_confident", "most_confident", "random"]),
+    stale=st.sampled_from(["(any)", "with stale steps", "without"]),
+    status=st.lists(st.sampled_from(["proposed", "accepted", "rejected", "needs_review"]), unique=True),
+)
+def test_sweep_review_filters(data, text, sort, stale, status):
+    at = _app("review")
+    [s for s in at.selectbox if s.label == "Sort"][0].set_value(sort)
+    [s for s in at.selectbox if s.label == "Stale steps"][0].set_value(stale)
+    [m for m in at.multiselect if m.label == "Status"][0].set_value(status)
+    _type("review", "search", text)
