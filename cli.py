@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sqlite3
 import sys
 
+from store.db import operational_error
 from store.errors import CoiError
 
 COMMAND_MODULES = ["store.cli", "pipeline.cli", "training.cli", "eval.cli"]
@@ -26,11 +29,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except sqlite3.OperationalError as exc:  # e.g. still busy after the bounded wait: plain words
+        return _report(operational_error(exc))
     except CoiError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return 2
+        return _report(exc)
+    except BrokenPipeError:  # `coi stats --json | head`: the reader left; that is not an error
+        _quiet_stdout()
+        return 0
+
+
+def _report(exc: CoiError) -> int:
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return 2
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at devnull, so the interpreter's final flush does not fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

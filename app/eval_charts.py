@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from app.safe_text import plotly_text
 from eval.analysis import CARRIED, ERROR_KINDS, OWN
 
 Runs = list[tuple[str, dict]]
@@ -35,7 +36,7 @@ def by_length_figure(runs: Runs, mode: str) -> go.Figure:
         rows = _mode(report, mode).get("by_length", {})
         means = [100 * v["final"]["mean"] for v in rows.values()]
         fig.add_bar(
-            name=label,
+            name=plotly_text(label),
             x=[f"CoI{n}" for n in rows],
             y=means,
             error_y={
@@ -53,7 +54,9 @@ def by_step_figure(runs: Runs, mode: str) -> go.Figure:
     fig = go.Figure()
     for label, report in runs:
         steps = _mode(report, mode).get("by_step", {}).get("all", {})
-        fig.add_bar(name=label, x=[f"step {k}" for k in steps], y=[100 * v for v in steps.values()])
+        fig.add_bar(
+            name=plotly_text(label), x=[f"step {k}" for k in steps], y=[100 * v for v in steps.values()]
+        )
     return _score_layout(fig, f"ROUGE-L per step ({mode})", "step")
 
 
@@ -62,7 +65,11 @@ def first_failing_figure(runs: Runs, mode: str) -> go.Figure:
     fig = go.Figure()
     for label, report in runs:
         hist = _mode(report, mode).get("first_failing", {}).get("all", {})
-        fig.add_bar(name=label, x=[k if k == "none" else f"step {k}" for k in hist], y=list(hist.values()))
+        fig.add_bar(
+            name=plotly_text(label),
+            x=[k if k == "none" else f"step {k}" for k in hist],
+            y=list(hist.values()),
+        )
     return _layout(fig, f"First failing step ({mode})", "first failing step", "chains")
 
 
@@ -71,7 +78,7 @@ def origin_figure(runs: Runs, mode: str) -> go.Figure:
     fig = go.Figure()
     for label, report in runs:
         origin = _mode(report, mode).get("origin", {})
-        fig.add_bar(name=label, x=[OWN, CARRIED], y=[origin.get(OWN, 0), origin.get(CARRIED, 0)])
+        fig.add_bar(name=plotly_text(label), x=[OWN, CARRIED], y=[origin.get(OWN, 0), origin.get(CARRIED, 0)])
     return _layout(fig, f"Own vs carried-over errors ({mode})", "error origin", "failing steps")
 
 
@@ -80,7 +87,7 @@ def error_kind_figure(runs: Runs, mode: str) -> go.Figure:
     fig = go.Figure()
     for label, report in runs:
         kinds = _mode(report, mode).get("error_kinds", {})
-        fig.add_bar(name=label, x=list(ERROR_KINDS), y=[kinds.get(k, 0) for k in ERROR_KINDS])
+        fig.add_bar(name=plotly_text(label), x=list(ERROR_KINDS), y=[kinds.get(k, 0) for k in ERROR_KINDS])
     return _layout(fig, f"Error kinds ({mode})", "error kind", "failing steps")
 
 

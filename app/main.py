@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth import require_login  # noqa: E402
+from app.guard import unexpected_error_message  # noqa: E402
 from app.state import init_state  # noqa: E402
 from app.widgets import show_error  # noqa: E402
+from store.db import operational_error  # noqa: E402
 from store.errors import CoiError  # noqa: E402
 
 PAGES = Path(__file__).parent / "app_pages"
@@ -51,3 +54,7 @@ try:
     navigation.run()
 except CoiError as exc:  # e.g. a corrupt database file: say so in plain words instead of a stack trace
     show_error(exc)
+except sqlite3.OperationalError as exc:  # still busy after the bounded wait, or another SQLite refusal
+    show_error(operational_error(exc))
+except Exception as exc:  # noqa: BLE001 - the page guard: no page ever shows a stack trace
+    st.error(unexpected_error_message(exc), icon=":material/error:")

@@ -53,11 +53,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.resume:
         from pipeline.run import resume_batch
 
-        pid = resume_batch(db, args.resume, os.environ.get("OPENAI_API_KEY", ""))
+        pid = resume_batch(db, args.resume)  # the job applies the key rule itself (store.endpoints)
         print(f"Resumed job {args.resume} (pid {pid}); saved chains and answered calls are reused.")
         return 0
     llm = LLMConfig.resolve(
-        db, base_url=args.base_url, model=args.model, api=args.api, concurrency=args.concurrency
+        db,
+        base_url=args.base_url,
+        model=args.model,
+        api=args.api,
+        concurrency=args.concurrency,
+        # A --base-url typed in the shell is the operator's own choice; a saved one is not.
+        api_key=os.environ.get("OPENAI_API_KEY", "") if args.base_url else None,
     )
     batch = BatchConfig(
         task_ids=tuple(args.tasks),
@@ -74,7 +80,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     job_id = create_job(db, "generate", {**batch.to_dict(), "llm": llm.to_dict()}, status="running")
     update_job(db, job_id, started_at=utcnow())
     try:
-        result = run_job(job_id, db_path=args.db, progress=tqdm_progress())
+        result = run_job(job_id, db_path=args.db, progress=tqdm_progress(), api_key=llm.api_key)
     except BaseException as exc:
         finish_job(db, job_id, "failed", error=repr(exc))
         raise

@@ -24,6 +24,7 @@ from pathlib import Path
 import sqlite_utils
 
 from store.db import open_db
+from store.endpoints import operator_key
 from store.errors import CoiError
 from store.hashing import content_hash
 from store.llm_calls import get_cached, record_call
@@ -81,7 +82,8 @@ class LLMConfig:
 
     @classmethod
     def resolve(cls, db: sqlite_utils.Database | None = None, **overrides) -> LLMConfig:
-        """Settings page values, then $OPENAI_BASE_URL / $COI_LLM_MODEL, then defaults; key from env only."""
+        """Settings page values, then $OPENAI_BASE_URL / $COI_LLM_MODEL, then defaults; key from env only,
+        and only for an operator-configured endpoint."""
         settings = {}
         if db is not None:
             settings = {
@@ -93,9 +95,10 @@ class LLMConfig:
             "base_url": settings.get("base_url") or os.environ.get("OPENAI_BASE_URL", ""),
             "model": settings.get("model") or os.environ.get("COI_LLM_MODEL", ""),
             "api": settings.get("api") or os.environ.get("COI_LLM_API", "") or "completions",
-            "api_key": os.environ.get("OPENAI_API_KEY", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        # The operator's key goes only to an endpoint the operator configured (store.endpoints).
+        values.setdefault("api_key", operator_key(values["base_url"]))
         return cls(**values)
 
 

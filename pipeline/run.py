@@ -9,7 +9,6 @@ duplicate chains (chains are keyed by composition + input) and no repeated LLM c
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pipeline.generate import chain_key, generate_chains, save_draft, store_comp
 from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
 from store.db import connect
+from store.endpoints import job_env, job_key
 from store.errors import CoiError
 from store.jobs import create_job, get_job, heartbeat
 from store.llm_calls import job_call_totals
@@ -209,8 +209,7 @@ def launch_batch(db: sqlite_utils.Database, batch: BatchConfig, llm: LLMConfig, 
 
     config = {**batch.to_dict(), "llm": llm.to_dict()}
     job_id = create_job(db, "generate", config, name=name or f"generate {batch.n_chains} chains")
-    env = {"OPENAI_API_KEY": llm.api_key} if llm.api_key else {}
-    launch(db, job_id, "pipeline.run", env=env)
+    launch(db, job_id, "pipeline.run", env=job_env(llm.api_key))
     return job_id
 
 
@@ -228,17 +227,29 @@ def resume_batch(db: sqlite_utils.Database, job_id: int, api_key: str = "") -> i
     job = get_job(db, job_id)
     if job is None or job.kind != "generate":
         raise CoiError(f"There is no generate job #{job_id}", "Pick a job from the list.")
-    return resume(db, job_id, "pipeline.run", env={"OPENAI_API_KEY": api_key} if api_key else None)
+    return resume(db, job_id, "pipeline.run", env=job_env(api_key) or None)
 
 
-def run_job(job_id: int, *, db_path: str | Path | None = None, progress: Progress | None = None) -> dict:
-    """The job body: read the config, bring up the endpoint, run, return the result with usage totals."""
+def run_job(
+    job_id: int,
+    *,
+    db_path: str | Path | None = None,
+    progress: Progress | None = None,
+    api_key: str | None = None,
+) -> dict:
+    """The job body: read the config, bring up the endpoint, run, return the result with usage totals.
+
+    ``api_key`` is a key the caller already checked (a foreground ``coi generate``); without it the
+    key rule of store.endpoints picks one.
+    """
     db = connect(db_path)
     job = get_job(db, job_id)
     if job is None:
         raise CoiError(f"No job {job_id}", "Check the job id.")
     batch = BatchConfig.from_dict(job.config)
-    llm = LLMConfig.from_dict(batch.llm, api_key=os.environ.get("OPENAI_API_KEY", ""))
+    llm = LLMConfig.from_dict(
+        batch.llm, api_key=api_key if api_key is not None else job_key(batch.llm.get("base_url", ""))
+    )
 
     def beat(done: int, total: int, message: str) -> None:
         heartbeat(db, job_id, done=done, total=total, message=message)

@@ -92,16 +92,13 @@ def save_endpoint(db: sqlite_utils.Database, base_url: str, model: str, api: str
     """Persist the non-secret endpoint settings ('' base URL = the embedded model). The key is never stored.
 
     Raises:
-        CoiError: for a base URL that is not http(s), or an unknown api.
+        CoiError: for a base URL that is not http(s) or carries credentials, or an unknown api.
     """
     from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
+    from store.endpoints import check_base_url
     from store.settings import set_setting
 
-    base_url = base_url.strip().rstrip("/")
-    if base_url and not base_url.startswith(("http://", "https://")):
-        raise CoiError(
-            f"Not an http(s) URL: {base_url!r}", "e.g. http://127.0.0.1:8000/v1 or https://api.openai.com/v1"
-        )
+    base_url = check_base_url(base_url)  # refuses user:key@ URLs without repeating them
     if api not in APIS:
         raise CoiError(f"Unknown API {api!r}", "Use 'completions' (base models) or 'chat'.")
     set_setting(db, SETTING_BASE_URL, base_url)

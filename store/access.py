@@ -18,20 +18,28 @@ import hmac
 import ipaddress
 import os
 import sys
+import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
+from store.endpoints import JOB_KEY_ENV
 from store.errors import CoiError
+from store.roles import ADMIN, ANNOTATOR, Actor, roles_from
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 ENV_PASSWORD = "COI_PASSWORD"
 ENV_TOKEN = "COI_TOKEN"
+ENV_ADMIN_PASSWORD = "COI_ADMIN_PASSWORD"
 # Environment names that can hold a login secret: ours, and the top-level `password`/`token` that
 # Streamlit copies from secrets.toml into the environment. Job processes never need them.
-LOGIN_SECRETS = frozenset({ENV_PASSWORD, ENV_TOKEN, "password", "token"})
+# The job key is handed to each job explicitly (store.endpoints), never inherited from the app.
+LOGIN_SECRETS = frozenset(
+    {ENV_PASSWORD, ENV_TOKEN, "password", "token", JOB_KEY_ENV, ENV_ADMIN_PASSWORD, "admin_password"}
+)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN_REVIEWER = "token"  # the reviewer name of a token login that names nobody
 
@@ -43,11 +51,33 @@ class Credentials:
     password: str = field(default="", repr=False, metadata={"help": "one shared password"})
     token: str = field(default="", repr=False, metadata={"help": "a token for ?token= or the login form"})
     users: Mapping[str, str] = field(default_factory=dict, repr=False, metadata={"help": "user -> password"})
+    admin_password: str = field(
+        default="", repr=False, metadata={"help": "$COI_ADMIN_PASSWORD: logs in as admin"}
+    )
+    roles: Mapping[str, str] = field(
+        default_factory=dict, metadata={"help": "[roles]: user -> admin|annotator"}
+    )
 
     @property
     def configured(self) -> bool:
         """True when any secret is set (the app then asks for a login, whatever the address)."""
-        return bool(self.password or self.token or self.users)
+        return bool(self.password or self.token or self.users or self.admin_password)
+
+    def user(self, name: str) -> str | None:
+        """The ``[passwords]`` user that ``name`` names (after ``normalize_name``), or None."""
+        wanted = normalize_name(name)
+        return next((u for u in self.users if normalize_name(u) == wanted), None)
+
+    def role_of(self, user: str) -> str:
+        """The role ``[roles]`` gives a ``[passwords]`` user (annotator by default)."""
+        wanted = normalize_name(user)
+        return next((r for n, r in self.roles.items() if normalize_name(n) == wanted), ANNOTATOR)
+
+
+def normalize_name(name: str) -> str:
+    """The one normalisation of user names, used everywhere names are compared: Unicode NFKC, surrounding
+    spaces removed, case folded. So ``Alice``, `` alice `` and ``ALICE`` are the same user."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -102,10 +132,18 @@ def credentials_from(environ: Mapping[str, str], secrets: Mapping | None = None)
         raise CoiError(
             "[passwords] in secrets.toml must be a table", 'Write it as [passwords] then alice = "...".'
         )
+    users = {str(name).strip(): str(pw) for name, pw in users.items() if str(name).strip() and pw}
+    if len({normalize_name(n) for n in users}) != len(users):
+        raise CoiError(
+            "[passwords] names two users that differ only in case or spaces",
+            "User names are compared case-insensitively; keep one of them.",
+        )
     return Credentials(
         password=environ.get(ENV_PASSWORD) or _text(secrets.get("password")),
         token=environ.get(ENV_TOKEN) or _text(secrets.get("token")),
-        users={str(name): str(pw) for name, pw in users.items() if str(name).strip() and pw},
+        users=users,
+        admin_password=environ.get(ENV_ADMIN_PASSWORD) or _text(secrets.get("admin_password")),
+        roles=roles_from(secrets),
     )
 
 
@@ -149,26 +187,79 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def verify_login(creds: Credentials, name: str, secret: str) -> str | None:
-    """The reviewer name a login gives, or None when it is refused.
+def login(creds: Credentials, name: str, secret: str) -> Actor | None:
+    """Who a login form gives (name and role), or None when it is refused.
 
-    A name from the ``[passwords]`` table must give that user's password. Any other name may log in
-    with the shared password or the token; the typed name becomes the reviewer then.
+    A name that is a ``[passwords]`` user (after ``normalize_name``) must give that user's password and
+    gets the role ``[roles]`` gives it. The admin secret makes the typed name an admin. Any other name
+    may log in with the shared password or the token, always as an annotator: nobody proved who it is.
     """
     name = name.strip()
     if not name or not secret:
         return None
-    if name in creds.users:
-        return name if same_secret(secret, creds.users[name]) else None
+    user = creds.user(name)
+    if user is not None:
+        return Actor(user, creds.role_of(user)) if same_secret(secret, creds.users[user]) else None
+    if same_secret(secret, creds.admin_password):
+        return Actor(name, ADMIN)
     shared = [same_secret(secret, s) for s in (creds.password, creds.token)]
-    return name if any(shared) else None
+    return Actor(name, ANNOTATOR) if any(shared) else None
+
+
+def verify_login(creds: Credentials, name: str, secret: str) -> str | None:
+    """The reviewer name a login gives, or None when it is refused (see ``login``)."""
+    actor = login(creds, name, secret)
+    return actor.name if actor else None
+
+
+def token_login(creds: Credentials, token: str, name: str = "") -> Actor | None:
+    """Who a URL token gives: an annotator named ``name`` (or 'token'); None for a wrong token.
+
+    A token never names a ``[passwords]`` user: that user must log in with their own password.
+    """
+    if not token or not same_secret(token, creds.token):
+        return None
+    name = name.strip() or TOKEN_REVIEWER
+    if creds.user(name) is not None:
+        return None
+    return Actor(name, ANNOTATOR)
 
 
 def verify_token(creds: Credentials, token: str, name: str = "") -> str | None:
-    """The reviewer name a URL token gives (``name`` or 'token'), or None when the token is wrong."""
-    if not token or not same_secret(token, creds.token):
-        return None
-    return name.strip() or TOKEN_REVIEWER
+    """The reviewer name a URL token gives (``name`` or 'token'), or None (see ``token_login``)."""
+    actor = token_login(creds, token, name)
+    return actor.name if actor else None
+
+
+# -- slowing down guessing, per user name, across every session and process (the DB holds the count)
+FREE_ATTEMPTS = 3  # wrong attempts per name before waits start
+MAX_WAIT_S = 300.0
+
+
+def login_wait(db, name: str, now: float | None = None) -> float:
+    """Seconds until ``name`` may try again (0 when it may now)."""
+    row = db.execute(
+        "SELECT failures, last_at FROM login_failures WHERE name = ?", [normalize_name(name)]
+    ).fetchone()
+    if not row or row[0] < FREE_ATTEMPTS:
+        return 0.0
+    wait = min(MAX_WAIT_S, 2.0 ** (row[0] - FREE_ATTEMPTS))
+    now = time.time() if now is None else now
+    return max(0.0, row[1] + wait - now)
+
+
+def record_login(db, name: str, ok: bool, now: float | None = None) -> None:
+    """Count a wrong attempt for ``name`` (or clear the count after a right one)."""
+    key = normalize_name(name)
+    if ok:
+        db.execute("DELETE FROM login_failures WHERE name = ?", [key])
+        return
+    now = time.time() if now is None else now
+    db.execute(
+        "INSERT INTO login_failures (name, failures, last_at) VALUES (?, 1, ?) "
+        "ON CONFLICT(name) DO UPDATE SET failures = failures + 1, last_at = excluded.last_at",
+        [key, now],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

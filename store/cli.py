@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--map", action="append", metavar="FIELD=COLUMN", help="field mapping, e.g. output=response"
     )
-    p.add_argument("--max-mb", type=float, default=200, help="refuse files larger than this")
+    p.add_argument("--max-mb", type=float, default=200, help="refuse files larger than this many MiB")
     p.add_argument("--source", default=None, help="name the source of what is imported (default import:FILE)")
     p.set_defaults(func=cmd_import)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,7 @@ from sqlite_utils.migrations import Migrations
 from store.errors import CoiError
 
 DEFAULT_DB = Path("data") / "coi.db"
+_BUSY_TIMEOUT_MS = 30_000  # the connection's busy timeout outside write_transaction
 migrations = Migrations("coi")
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
@@ -47,14 +50,14 @@ def connect(path: str | Path | None = None, *, migrate: bool = True) -> sqlite_u
     path = Path(path) if path else default_db_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header and the schema
     except sqlite3.DatabaseError as exc:
         raise _open_error(path, exc) from exc
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA synchronous=NORMAL")
-    db = sqlite_utils.Database(conn)
+    db = CoiDatabase(conn)
     if migrate:
         try:
             _migrate_once(db, str(path.resolve()))
@@ -62,6 +65,103 @@ def connect(path: str | Path | None = None, *, migrate: bool = True) -> sqlite_u
             conn.close()
             raise _open_error(path, exc) from exc
     return db
+
+
+# -- writers wait their turn ------------------------------------------------------------------------
+BUSY_WAIT_S = 300.0  # the longest a writer waits for another one before giving up with a plain error
+BUSY_STEP_S = 2.0  # how long SQLite's own busy handler waits per try (then we say we are waiting)
+
+
+def _say_waiting(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True for SQLITE_BUSY / SQLITE_LOCKED ('database is locked', 'database table is locked')."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc).lower()
+    )
+
+
+def operational_error(exc: sqlite3.OperationalError) -> CoiError:
+    """The plain CoiError for an ``sqlite3.OperationalError`` that reached a page or the CLI."""
+    if is_busy(exc):
+        return CoiError(
+            "The database is busy: another program kept writing to it for too long.",
+            "Try again in a moment; if it keeps happening, look for a stuck coi process or job.",
+        )
+    return CoiError(f"The database refused the operation ({exc}).", "Check the database file and try again.")
+
+
+def _begin_immediate(db: sqlite_utils.Database, wait_s: float, say, step_s: float) -> None:
+    """``BEGIN IMMEDIATE``: take the write lock now, not at the first write of a transaction that has
+    already read (a deferred transaction cannot wait then: SQLite answers 'database is locked')."""
+    deadline = time.monotonic() + wait_s
+    said = False
+    db.conn.execute(f"PRAGMA busy_timeout = {int(step_s * 1000)}")
+    try:
+        while True:
+            try:
+                db.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise CoiError(
+                        f"The database is busy: another writer held it for over {wait_s:.0f} s.",
+                        "Try again when the other import, job or backup has finished.",
+                    ) from exc
+                if not said:
+                    say(f"Waiting for another writer to finish (up to {wait_s:.0f} s)...")
+                    said = True
+    finally:
+        db.conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+
+
+@contextmanager
+def write_transaction(
+    db: sqlite_utils.Database,
+    *,
+    wait_s: float = BUSY_WAIT_S,
+    say=_say_waiting,
+    step_s: float = BUSY_STEP_S,
+) -> Iterator[sqlite_utils.Database]:
+    """One write transaction that waits its turn: ``BEGIN IMMEDIATE`` with a bounded retry on
+    SQLITE_BUSY that says it is waiting (``say``), committed at the end, rolled back on any error.
+    Inside an open transaction it is a savepoint.
+
+    Raises:
+        CoiError: another writer kept the database for more than ``wait_s`` seconds.
+    """
+    if db.conn.in_transaction:
+        with sqlite_utils.Database.atomic(db):
+            yield db
+        return
+    _begin_immediate(db, wait_s, say, step_s)
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            db.conn.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+
+
+class CoiDatabase(sqlite_utils.Database):
+    """sqlite-utils' Database whose ``atomic()`` is a ``write_transaction`` (waits for other writers)."""
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite_utils.Database]:
+        with write_transaction(self):
+            yield self
 
 
 def is_corruption(exc: BaseException) -> bool:
@@ -397,4 +497,13 @@ def m017_short_proposals(db: sqlite_utils.Database) -> None:
         "ALTER TABLE tasks ADD COLUMN short_status TEXT",
         "ALTER TABLE tasks ADD COLUMN short_flags TEXT",
         "CREATE INDEX idx_tasks_short_status ON tasks(short_status) WHERE short_status IS NOT NULL",
+    )
+
+
+@migrations()
+def m009_login_throttle(db: sqlite_utils.Database) -> None:
+    """Wrong logins per (normalised) user name, so guessing is slowed across all sessions and processes."""
+    _exec(
+        db,
+        "CREATE TABLE login_failures (name TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL)",
     )

@@ -24,6 +24,7 @@ from store.hashing import content_hash
 from store.models import Chain, Step, Task
 from store.tasks import insert_tasks
 
+MIB = 1024 * 1024  # sizes are counted and shown in MiB (2**20 bytes), as the --max-mb flag counts them
 FORMATS = ("auto", "jsonl", "json", "csv", "hf", "coi")
 IMPORT_STATUSES = ("proposed", "accepted", "needs_review")
 PAPER_KEYS = ["instruction", "input", "output"]
@@ -147,7 +148,7 @@ def check_size(path: Path, max_bytes: int) -> int:
         raise CoiError(f"{path.name} is empty", "Choose a file with at least one record.")
     if size > max_bytes:
         raise CoiError(
-            f"{path.name} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit",
+            f"{path.name} is {size / MIB:.1f} MiB, over the {max_bytes / MIB:.3g} MiB limit",
             "Split the file, or raise the limit (ImportOptions.max_bytes).",
         )
     return size

@@ -14,6 +14,12 @@ Both variables are ``os.pathsep``-separated lists. ``COI_ALLOW_ANY_PATH=1`` turn
 Hugging Face ids (``org/name``) and registry names (``gemma-3-270m``) that are not existing paths
 are not paths: they pass unchanged.
 
+Typed import paths are stricter (``confine_import_path``): they must lie in an import folder,
+``data/imports/`` beside the database or ``$COI_IMPORT_ROOT`` (an ``os.pathsep`` list), have an
+importable extension (or be a dataset folder saved with ``save_to_disk``), and no part of the path
+may start with a dot (so ``.streamlit/secrets.toml``, ``.env`` or ``.git/`` are never read).
+``COI_ALLOW_ANY_PATH`` does not lift these rules.
+
 Where it applies: training (base model, output directory) and eval (base model, adapter) at
 submit, from the pages and ``coi train`` / ``coi eval`` alike, and again in the job process before
 it loads anything (a job cannot tell who queued it); the Data page's typed import path. The CLI's
@@ -33,6 +39,10 @@ from store.errors import CoiError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV, MODEL_ENV, ANY_ENV = "COI_DATA_ROOT", "COI_MODEL_ROOT", "COI_ALLOW_ANY_PATH"
+IMPORT_ENV = "COI_IMPORT_ROOT"
+IMPORT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+# What a folder saved with datasets' save_to_disk holds (a Dataset, or a DatasetDict).
+HF_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
 # An HF repo id: one optional "org/" then a name, no "..", no leading dot or slash.
 _HUB_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)?$")
 
@@ -132,3 +142,54 @@ def confine_model_path(
     policy = policy or PathPolicy.from_env()
     roots = policy.model_roots + tuple(r for r in policy.data_roots if r not in policy.model_roots)
     return str(_confine(name, roots, what, MODEL_ENV, policy.allow_any))
+
+
+def import_roots() -> tuple[Path, ...]:
+    """The folders typed import paths may point into: ``$COI_IMPORT_ROOT``, else ``data/imports/`` beside
+    the database (read at call time)."""
+    roots = _roots(os.environ.get(IMPORT_ENV)) or [default_db_path().expanduser().parent / "imports"]
+    return _resolved(roots)
+
+
+def confine_import_path(path: str | Path, roots: tuple[Path, ...] | None = None) -> Path:
+    """Resolve a typed import path: an importable file or dataset folder inside an import folder.
+
+    Raises:
+        CoiError: outside every import folder, a dotfile or dot-folder, or not an importable file
+            (the message names the path and the folders, never any of the file's content).
+    """
+    roots = import_roots() if roots is None else roots
+    text = str(path).strip()
+    if not text or "\x00" in text:
+        raise CoiError("The import path is empty or invalid", "Type a path inside the import folder.")
+    typed = Path(text).expanduser()
+    resolved = typed.resolve()
+    root = next((r for r in roots if resolved == r or resolved.is_relative_to(r)), None)
+    shown = ", ".join(str(r) for r in roots)
+    if root is None:
+        raise CoiError(
+            f"The import path {text} is outside the import folder ({shown})",
+            f"Copy the file into {shown}, or set ${IMPORT_ENV} to the folder that holds it.",
+        )
+    hidden = [
+        p
+        for p in (*typed.parts, *resolved.relative_to(root).parts)
+        if p.startswith(".") and p not in (".", "..")
+    ]
+    if hidden:
+        raise CoiError(f"The import path {text} names a hidden file or folder", "Dotfiles are never read.")
+    if resolved.is_dir():
+        if any((resolved / m).is_file() for m in HF_MARKERS):
+            return resolved
+        raise CoiError(
+            f"The folder {text} is not a dataset saved with save_to_disk",
+            "Point at a .jsonl, .json, .csv or .tsv file, or a save_to_disk folder.",
+        )
+    if resolved.suffix.lower() not in IMPORT_SUFFIXES:
+        raise CoiError(
+            f"{text} is not an importable file (it must end in {', '.join(IMPORT_SUFFIXES)})",
+            "Import JSONL, JSON, CSV or TSV files, or a save_to_disk folder.",
+        )
+    if not resolved.is_file():
+        raise CoiError(f"There is no file {text}", f"Check the name; the import folder is {shown}.")
+    return resolved

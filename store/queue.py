@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from store import search as text_search
 from store.errors import CoiError
 from store.flags import flag_kinds
 from store.models import CHAIN_STATUSES
@@ -60,12 +61,6 @@ class QueueRow:
     preview: str = ""
 
 
-def _fts_query(text: str) -> str:
-    """The user's words as one FTS5 phrase per word (quotes doubled), so no query syntax leaks in."""
-    words = [w.replace('"', '""') for w in text.split()]
-    return " ".join(f'"{w}"' for w in words)
-
-
 def _where(f: QueueFilter) -> tuple[str, list]:
     clauses, params = [], []
 
@@ -88,13 +83,14 @@ def _where(f: QueueFilter) -> tuple[str, list]:
         add("+c.composition_id IN (SELECT id FROM compositions WHERE verdict = ?)", f.verdict)
     if f.stale is not None:
         add(f"c.id {'' if f.stale else 'NOT '}IN (SELECT chain_id FROM steps WHERE stale = 1)")
-    if f.search.strip().lstrip("#").isdigit():
-        add("c.id = ?", int(f.search.strip().lstrip("#")))
-    elif f.search.strip():
+    # Any text is safe here (store.search): an id only when it is one, else quoted words.
+    if text_search.chain_id(f.search) is not None:
+        add("c.id = ?", text_search.chain_id(f.search))
+    elif text_search.fts_query(f.search):
         add(
             "c.id IN (SELECT s.chain_id FROM steps s WHERE s.id IN "
             "(SELECT rowid FROM steps_fts WHERE steps_fts MATCH ?))",
-            _fts_query(f.search),
+            text_search.fts_query(f.search),
         )
     if f.pending_for:
         add(

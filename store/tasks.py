@@ -11,6 +11,7 @@ from store.db import utcnow
 from store.errors import CoiError
 from store.hashing import content_hash
 from store.models import Task
+from store.search import fts_query as search_query
 
 
 @dataclass
@@ -177,8 +178,8 @@ def task_ids_by_hash(db: sqlite_utils.Database, hashes: list[str]) -> dict[str, 
 
 
 def fts_query(text: str) -> str:
-    """The user's words as FTS5 phrases (quotes doubled), so no query syntax leaks in; "" if no words."""
-    return " ".join('"' + w.replace('"', '""') + '"' for w in text.split())
+    """The user's words as FTS5 phrases, so no query syntax leaks in; "" if no words (store.search)."""
+    return search_query(text)
 
 
 def search_tasks(db: sqlite_utils.Database, search: str, *, limit: int = 50, offset: int = 0) -> list[Task]:

@@ -31,6 +31,7 @@ def path_roots(tmp_path_factory, monkeypatch) -> Path:
     and the paper's data are the roots here, so the policy stays on (no COI_ALLOW_ANY_PATH)."""
     base = tmp_path_factory.getbasetemp()
     monkeypatch.setenv("COI_DATA_ROOT", os.pathsep.join([str(base), str(REFERENCE_DATA)]))
+    monkeypatch.setenv("COI_IMPORT_ROOT", os.pathsep.join([str(base), str(REFERENCE_DATA)]))
     monkeypatch.setenv("COI_MODEL_ROOT", str(base))
     monkeypatch.delenv("COI_ALLOW_ANY_PATH", raising=False)
     return base

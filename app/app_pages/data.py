@@ -7,12 +7,16 @@ Uploaded bytes go to a temp file and through the same ``import_file`` the CLI us
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.actions import ADMIN_HELP, typed_import_path
+from app.auth import current_actor
+from app.safe_text import plotly_text
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
 from store.chains import get_chain
@@ -27,7 +31,6 @@ from store.importers import (
     preview_rows,
 )
 from store.models import CHAIN_STATUSES
-from store.paths import confine_data_path
 from store.review import QueueFilter, queue_count, queue_page
 from store.stats import collect_stats
 from store.tasks import count_search_tasks, search_tasks
@@ -43,10 +46,16 @@ def uploaded_path(upload) -> Path:
     cache = ss.setdefault("data_uploads", {})
     if upload.file_id not in cache:
         folder = Path(tempfile.mkdtemp(prefix="coi-upload-"))
-        path = folder / Path(upload.name).name
+        path = folder / (Path(upload.name).name.lstrip(".") or "upload")
         path.write_bytes(upload.getbuffer())
         cache[upload.file_id] = str(path)
     return Path(cache[upload.file_id])
+
+
+def forget_uploads() -> None:
+    """Delete this session's upload temp files (after an import, whether it worked or not)."""
+    for path in ss.pop("data_uploads", {}).values():
+        shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
 def mapping_form(columns: list[str]) -> FieldMapping:
@@ -66,23 +75,26 @@ def import_section() -> None:
     upload = st.file_uploader(
         "Upload a file (JSONL, JSON array, CSV, or the paper's CoI JSON)", type=["jsonl", "json", "csv"]
     )
+    actor = current_actor()
     typed = st.text_input(
-        "…or a path on this machine (a file, or a folder saved with datasets' save_to_disk)"
+        "…or a path in the import folder (a file, or a folder saved with datasets' save_to_disk)",
+        disabled=not actor.is_admin,
+        help=None if actor.is_admin else ADMIN_HELP,
+        key="import_path",
     )
     typed = typed.strip()
-    # A typed path must resolve inside the data roots (store.paths); an upload is our own temp file.
-    path = (
-        uploaded_path(upload)
-        if upload
-        else (guarded(confine_data_path, typed, what="import") if typed else None)
-    )
+    # A typed path must be an importable file in an import folder (store.paths); an upload is our own temp file.
+    path = uploaded_path(upload) if upload else (guarded(typed_import_path, actor, typed) if typed else None)
     if path is None:
         return
     fmt = st.selectbox("Format", FORMATS, help="auto: by extension and content; coi = the paper's chains")
     loaded = guarded(preview, path, fmt)
     if loaded is None:
+        if upload:
+            forget_uploads()  # a file that cannot be imported leaves nothing behind
         return
-    st.caption(f"Detected format: **{loaded.format}** · columns: {', '.join(loaded.columns)}")
+    st.caption(f"Detected format: {loaded.format}")
+    st.text(f"Columns: {', '.join(loaded.columns)}")  # user text: never markdown
     st.dataframe(preview_rows(loaded), hide_index=True, key="import_preview")
     if loaded.format == "coi":
         mapping = FieldMapping()
@@ -92,8 +104,14 @@ def import_section() -> None:
     else:
         mapping, status = mapping_form(loaded.columns), "proposed"
     if st.button("Import", type="primary", key="import_button"):
-        with open_db(db_path()) as db:
-            ss["data_report"] = guarded(import_file, db, path, ImportOptions(loaded.format, mapping, status))
+        try:
+            with open_db(db_path()) as db:
+                ss["data_report"] = guarded(
+                    import_file, db, path, ImportOptions(loaded.format, mapping, status)
+                )
+        finally:
+            if upload:
+                forget_uploads()
     report = ss.get("data_report")
     if report is not None and report.path == str(path):
         st.success(report.summary())
@@ -105,7 +123,8 @@ def import_section() -> None:
 
 
 def bar(counts: dict, title: str) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[str(k) or "(blank)" for k in counts], y=list(counts.values())))
+    # Categories and sources are user text: plotly would render <a href> in a tick as a live link.
+    fig = go.Figure(go.Bar(x=[plotly_text(str(k)) or "(blank)" for k in counts], y=list(counts.values())))
     fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10))
     return fig
 

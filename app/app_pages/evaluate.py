@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.actions import ADMIN_HELP, cancel_job, resume_eval, send_failures_to_review, submit_eval
+from app.auth import current_actor
 from app.eval_charts import ALL_FIGURES
+from app.safe_text import md_text
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
 from eval.analysis import drill_down, group
@@ -12,8 +15,15 @@ from eval.config import MODES, EvalConfig, help_of
 from eval.report import build_report, main_mode
 from store.db import open_db
 from store.jobs import list_jobs
-from store.predictions import get_predictions, mark_chains_needs_review
+from store.predictions import get_predictions
 from store.versions import list_versions
+
+
+def admin_only() -> dict:
+    """Button arguments that disable an admin-only action for an annotator."""
+    actor = current_actor()
+    return {"disabled": not actor.is_admin, "help": None if actor.is_admin else ADMIN_HELP}
+
 
 init_state()
 st.title("Evaluate")
@@ -43,7 +53,7 @@ def new_run_form() -> None:
         new_tokens = right.number_input("Max new tokens", 1, 4096, EvalConfig.max_new_tokens)
         limit = left.number_input("Chains (0: all)", 0, 100_000, 0, help=help_of("limit"))
         threshold = right.slider("Fail threshold", 0.0, 1.0, EvalConfig.fail_threshold, 0.05)
-        if not st.form_submit_button("Start", type="primary"):
+        if not st.form_submit_button("Start", type="primary", **admin_only()):
             return
     cfg = guarded(
         EvalConfig,
@@ -57,34 +67,30 @@ def new_run_form() -> None:
         fail_threshold=threshold,
     )
     if cfg is not None:
-        from eval.run import submit_eval
-
         with open_db(db_path()) as db:
-            run = guarded(submit_eval, db, cfg)
+            run = guarded(submit_eval, current_actor(), db, cfg)
         if run:
             st.success(f"Eval run #{run} started.")
 
 
 @st.fragment(run_every=3)
 def active_runs() -> None:
-    from jobs.process import cancel, refresh
+    from jobs.process import refresh
 
     with open_db(db_path()) as db:
         jobs = [refresh(db, j.id) for j in list_jobs(db, kind="eval", statuses=["queued", "running"])]
     if not any(j.active for j in jobs):
         st.rerun()  # the last run ended: rerun the whole page so its report shows without a reload
     for job in jobs:
-        st.progress(job.progress, text=f"#{job.id} {job.name}: {job.message}")
-        if st.button("Cancel", key=f"cancel_{job.id}"):
+        st.progress(job.progress, text=md_text(f"#{job.id} {job.name}: {job.message}"))  # label is markdown
+        if st.button("Cancel", key=f"cancel_{job.id}", **admin_only()):
             with open_db(db_path()) as db:
-                cancel(db, job.id)
+                guarded(cancel_job, current_actor(), db, job.id)
             st.rerun()
 
 
 def stopped_runs() -> None:
     """Failed or cancelled runs, each resumable: saved predictions are kept and reused."""
-    from eval.run import resume_eval
-
     with open_db(db_path()) as db:
         jobs = list_jobs(db, kind="eval", statuses=["failed", "cancelled"])
     if jobs:
@@ -92,9 +98,9 @@ def stopped_runs() -> None:
     for job in jobs[:5]:
         left, right = st.columns([4, 1])
         left.text(f"#{job.id} {job.name}: {job.status} at {job.progress:.0%}")
-        if right.button("Resume", key=f"resume_{job.id}"):
+        if right.button("Resume", key=f"resume_{job.id}", **admin_only()):
             with open_db(db_path()) as db:
-                if guarded(resume_eval, db, job.id):
+                if guarded(resume_eval, current_actor(), db, job.id):
                     st.rerun()
 
 
@@ -144,7 +150,8 @@ if len(chosen) == 2:
 
     with open_db(db_path()) as db:
         cmp = compare(get_predictions(db, second), get_predictions(db, first), mode)
-    st.subheader(f"{runs[first]} vs {runs[second]}")
+    st.subheader("Run vs run")
+    st.text(f"{runs[first]} vs {runs[second]}")  # run names are user text: never markdown
     st.text(
         f"{len(cmp['improved'])} improved, {len(cmp['regressed'])} regressed, {cmp['unchanged']} unchanged"
     )
@@ -176,9 +183,12 @@ for step in drill_down(preds, chain_id, mode):
     st.caption("Word diff: [-only in the reference-] {+only in the prediction+}")
     plain_text(step["diff"])
 
-if failing and st.button(f"Send the {len(failing)} failing chain(s) to Review", key="to_review"):
+if failing and st.button(
+    f"Send the {len(failing)} failing chain(s) to Review", key="to_review", **admin_only()
+):
     with open_db(db_path()) as db:
-        n = mark_chains_needs_review(
-            db, failing, author=st.session_state["reviewer"], reason=f"failed eval run #{first} ({mode})"
+        n = guarded(
+            send_failures_to_review, current_actor(), db, failing, reason=f"failed eval run #{first} ({mode})"
         )
-    st.success(f"{n} chain(s) are now in the Review queue as needs_review.")
+    if n is not None:
+        st.success(f"{n} chain(s) are now in the Review queue as needs_review.")

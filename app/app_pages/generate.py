@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.actions import ADMIN_HELP, cancel_job, launch_batch, resume_batch, test_connection
+from app.auth import current_actor
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
-from jobs.process import cancel, refresh
-from pipeline.run import BatchConfig, launch_batch, resume_batch
+from jobs.process import refresh
+from pipeline.run import BatchConfig
 from pipeline.status import (
     WEAK_MODEL_NOTE,
     job_view,
     latest_job,
     page_config,
     parse_task_ids,
-    test_connection,
 )
 from store.db import open_db
 from store.pipeline_queries import task_categories, verdict_counts
@@ -40,9 +41,11 @@ if config.embedded:
     st.info(WEAK_MODEL_NOTE)
 else:
     st.caption("A stronger endpoint gives better proposals than the embedded 270M model.")
-if st.button("Test connection", key="gen_test_connection"):
+actor = current_actor()
+admin_only = {"disabled": not actor.is_admin, "help": None if actor.is_admin else ADMIN_HELP}
+if st.button("Test connection", key="gen_test_connection", **admin_only):
     with st.spinner("Sending one small request..."):
-        message = guarded(test_connection, config, db_path())
+        message = guarded(test_connection, actor, config, db_path())
     if message:
         st.success(message)
 
@@ -58,7 +61,7 @@ def batch_form() -> None:
         concurrency = c4.number_input(
             "Concurrency", min_value=1, max_value=64, value=8, key="gen_concurrency"
         )
-        submitted = st.form_submit_button("Start batch", type="primary")
+        submitted = st.form_submit_button("Start batch", type="primary", **admin_only)
     if submitted:
         start_batch(cats, ids_text, int(n_chains), lengths, int(seed), int(concurrency))
 
@@ -82,7 +85,7 @@ def start_batch(cats, ids_text, n_chains, lengths, seed, concurrency) -> None:
     if batch is None:
         return
     with open_db(db_path()) as db:
-        job_id = guarded(launch_batch, db, batch, llm)
+        job_id = guarded(launch_batch, actor, db, batch, llm)
     if job_id:
         ss["gen_job"] = job_id
         st.toast(f"Generation job #{job_id} started")
@@ -109,16 +112,16 @@ def live_progress() -> None:
         return
     view = job_view(job)
     st.progress(view.fraction, text=view.label)
-    if job.active and st.button("Cancel", key="gen_cancel"):
+    if job.active and st.button("Cancel", key="gen_cancel", **admin_only):
         with open_db(db_path()) as db:
-            cancel(db, job.id)
+            guarded(cancel_job, actor, db, job.id)
         st.rerun(scope="fragment")
     if job.error:
         st.error("The job failed or was cancelled:")
         plain_text(job.error[-3000:])
-    if job.status in ("failed", "cancelled") and st.button("Resume", key="gen_resume"):
+    if job.status in ("failed", "cancelled") and st.button("Resume", key="gen_resume", **admin_only):
         with open_db(db_path()) as db:
-            if guarded(resume_batch, db, job.id, config.api_key):
+            if guarded(resume_batch, actor, db, job.id, config.api_key):
                 st.toast(f"Generation job #{job.id} resumed (saved chains and answers are reused)")
         st.rerun()
     if view.verdicts:

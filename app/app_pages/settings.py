@@ -2,11 +2,14 @@
 
 import streamlit as st
 
+from app.actions import ADMIN_HELP, save_endpoint
+from app.auth import current_actor
 from app.state import db_path, init_state, reviewer_locked
 from app.widgets import guarded
 from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
-from pipeline.status import page_config, save_endpoint
+from pipeline.status import page_config
 from store.db import open_db
+from store.endpoints import key_note
 from store.settings import get_setting, set_setting
 
 init_state()
@@ -56,12 +59,24 @@ llm_key = st.text_input(
     key="set_llm_key",
     value=st.session_state.get("llm_api_key", ""),
 )
-if st.button("Save LLM endpoint", key="set_llm_save"):
+actor = current_actor()
+if not actor.is_admin:
+    st.caption("Only an admin may change the LLM endpoint.")
+if st.button(
+    "Save LLM endpoint",
+    key="set_llm_save",
+    disabled=not actor.is_admin,
+    help=None if actor.is_admin else ADMIN_HELP,
+):
     st.session_state["llm_api_key"] = llm_key
     with open_db(db_path()) as db:
-        if guarded(save_endpoint, db, llm_url, llm_model, llm_api):
+        if guarded(save_endpoint, actor, db, llm_url, llm_model, llm_api):
             st.success("Saved (the key stays in this session).")
+with open_db(db_path()) as db:
+    llm_now = page_config(db)
 st.text(f"In use now: {llm_now.describe()}")
+if key_note(llm_now.base_url):  # the operator's key is not sent there: say so plainly
+    st.warning(key_note(llm_now.base_url), icon=":material/key_off:")
 
 st.subheader("Database")
 st.text(f"Database file: {db_path()}  (set $COI_DB to use another)")

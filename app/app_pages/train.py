@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.actions import ADMIN_HELP, cancel_training, resume_training, submit_training
+from app.auth import current_actor
 from app.charts import loss_figure, throughput_figure
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
@@ -63,11 +65,13 @@ def new_run_form(versions) -> None:
         for i, spec in enumerate(specs):
             with cols[i % 3]:
                 values[spec.name] = field_widget(spec, getattr(base, spec.name), f"train_{name}_{spec.name}")
-    if st.button("Start training", type="primary", key="train_start"):
+    actor = current_actor()
+    admin_only = {"disabled": not actor.is_admin, "help": None if actor.is_admin else ADMIN_HELP}
+    if st.button("Start training", type="primary", key="train_start", **admin_only):
         cfg = guarded(preset, name, **values, dataset_version=version.id)
         if cfg is not None:
             with open_db(db_path()) as db:
-                job_id = guarded(queue.submit, db, cfg)
+                job_id = guarded(submit_training, actor, db, cfg)
             if job_id:
                 ss["train_watch"] = job_id
                 st.toast(f"Training job #{job_id} submitted")
@@ -94,13 +98,15 @@ def watched_job(db) -> Job | None:
 
 
 def job_actions(db, job: Job) -> None:
-    if job.active and st.button("Cancel", key="train_cancel"):
-        queue.cancel(db, job.id)
+    actor = current_actor()
+    admin_only = {"disabled": not actor.is_admin, "help": None if actor.is_admin else ADMIN_HELP}
+    if job.active and st.button("Cancel", key="train_cancel", **admin_only):
+        guarded(cancel_training, actor, db, job.id)
         st.rerun()
     if job.status in ("failed", "cancelled") and st.button(
-        "Resume from the last checkpoint", key="train_resume"
+        "Resume from the last checkpoint", key="train_resume", **admin_only
     ):
-        if guarded(queue.resume, db, job.id):
+        if guarded(resume_training, actor, db, job.id):
             st.rerun()
 
 

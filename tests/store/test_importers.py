@@ -213,7 +213,7 @@ def test_empty_json_array(db, tmp_path):
 def test_file_over_size_limit(db, tmp_path):
     path = tmp_path / "t.jsonl"
     write_jsonl(path, TASKS * 50)
-    _bad(db, path, "over the 0 MB limit", max_bytes=1000)
+    _bad(db, path, "MiB, over the 0.000954 MiB limit", max_bytes=1000)  # counted and named in MiB
 
 
 def test_failure_while_writing_rolls_back_everything(db, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from store.errors import CoiError
 from store.jobs import create_job, list_jobs
 from store.paths import PROJECT_ROOT, PathPolicy, confine_data_path, confine_model_path, is_hub_id
 from store.tasks import count_tasks
+from tests.support.pages import page_text
 from tests.support.training import make_version, tiny_config
 from training import queue
 from training.run import train
@@ -39,6 +40,7 @@ def confined_env(roots, monkeypatch) -> tuple[Path, Path, Path]:
     data, models, outside = roots
     monkeypatch.setenv("COI_DATA_ROOT", str(data))
     monkeypatch.setenv("COI_MODEL_ROOT", str(models))
+    monkeypatch.setenv("COI_IMPORT_ROOT", str(data))
     return data, models, outside
 
 
@@ -206,9 +208,74 @@ def test_data_page_refuses_a_typed_path_outside_the_roots(db, confined_env):
     at.run()
     at.text_input[0].input(str(data / ".." / outside.name / "tasks.jsonl")).run()
     assert not at.exception, at.exception
-    assert any("outside the allowed folders" in e.value for e in at.error)
+    assert any("outside the import folder" in e.value for e in at.error)
     assert not any(b.key == "import_button" for b in at.button)
     at.text_input[0].input(str(data / "tasks.jsonl")).run()
     assert not at.error
     at.button(key="import_button").click().run()
     assert count_tasks(db) == 1
+
+
+# ---- typed import paths: only importable files inside an import folder ----------------------------
+
+
+@pytest.fixture
+def import_folder(tmp_path, monkeypatch) -> Path:
+    """An import folder beside a secrets file, a dotfile and a .git folder (what must stay unread)."""
+    root = tmp_path / "imports"
+    (root / ".streamlit").mkdir(parents=True)
+    # Two lines each, so a csv preview of them would show a row.
+    (root / ".streamlit" / "secrets.toml").write_text('# secrets\npassword = "SECRET-pw-1"\n')
+    (root / ".env").write_text("# env\nOPENAI_API_KEY=SECRET-key-2\n")
+    (root / "notes.txt").write_text("notes\nSECRET-notes-3\n")
+    (root / "tasks.csv").write_text("instruction,input,output\nRepeat,a,a a\n")
+    (tmp_path / "outside.csv").write_text("instruction,input,output\nSECRET-outside-4,a,a\n")
+    (root / "link.csv").symlink_to(root / ".streamlit" / "secrets.toml")
+    monkeypatch.setenv("COI_IMPORT_ROOT", str(root))
+    monkeypatch.setenv("COI_ALLOW_ANY_PATH", "1")  # does not lift the import rules
+    return root
+
+
+def test_import_paths_only_importable_files_inside_the_import_folder(import_folder):
+    from store.paths import confine_import_path
+
+    assert confine_import_path(str(import_folder / "tasks.csv")) == (import_folder / "tasks.csv").resolve()
+    for bad in (
+        ".streamlit/secrets.toml",
+        ".env",
+        "notes.txt",
+        "link.csv",
+        "../outside.csv",
+        "tasks.csv\x00",
+    ):
+        with pytest.raises(CoiError):
+            confine_import_path(str(import_folder / bad))
+    with pytest.raises(CoiError):
+        confine_import_path(PROJECT_ROOT / ".streamlit" / "secrets.toml")
+
+
+def test_default_import_folder_is_data_imports_beside_the_db(tmp_path, monkeypatch):
+    from store.paths import import_roots
+
+    monkeypatch.delenv("COI_IMPORT_ROOT")
+    monkeypatch.setenv("COI_DB", str(tmp_path / "x" / "coi.db"))
+    assert import_roots() == ((tmp_path / "x" / "imports").resolve(),)
+
+
+@pytest.mark.parametrize(
+    "name", [".streamlit/secrets.toml", ".env", "notes.txt", "link.csv", "../outside.csv"]
+)
+def test_the_data_page_previews_none_of_them(import_folder, name):
+    at = AppTest.from_file("../../app/main.py", default_timeout=60)
+    at.run()
+    at.text_input(key="import_path").input(str(import_folder / name))
+    at.run()
+    for fmt in [s for s in at.selectbox if s.label == "Format"]:  # only if the path got that far
+        fmt.set_value("csv").run()
+    assert not at.exception, at.exception
+    assert at.error, "the page should refuse the path"
+    assert "SECRET" not in page_text(at) + str([d.value for d in at.dataframe])
+    ok = AppTest.from_file("../../app/main.py", default_timeout=60)
+    ok.run()
+    ok.text_input(key="import_path").input(str(import_folder / "tasks.csv")).run()
+    assert not ok.error and any("Repeat" in str(d.value) for d in ok.dataframe)  # the check can pass

@@ -82,6 +82,7 @@ class ScriptedLLMServer:
         self._queue: deque = deque()
         self._lock = threading.Lock()
         self._requests: list[dict] = []
+        self._auth: list[str] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -103,6 +104,12 @@ class ScriptedLLMServer:
         """How many completion requests arrived (faults included; GET /models and /health excluded)."""
         with self._lock:
             return len(self._requests)
+
+    @property
+    def authorizations(self) -> list[str]:
+        """Every ``Authorization`` header received (any path, GET or POST; '' when absent), in order."""
+        with self._lock:
+            return list(self._auth)
 
     def enqueue(self, *items: str | Fault) -> None:
         """Script the next answers, in order (a str is a completion text)."""
@@ -160,7 +167,12 @@ def _make_handler(server: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _note_auth(self) -> None:
+            with server._lock:
+                server._auth.append(self.headers.get("Authorization") or "")
+
         def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            self._note_auth()
             if self.path.rstrip("/") in ("/health", "/v1/health"):
                 self._send_json(200, {"status": "ok"})
             elif self.path.rstrip("/") == "/v1/models":
@@ -169,6 +181,7 @@ def _make_handler(server: ScriptedLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(404, {"error": {"message": "not found"}})
 
         def do_POST(self) -> None:  # noqa: N802
+            self._note_auth()
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             path = self.path.rstrip("/")
