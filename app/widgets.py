@@ -11,6 +11,7 @@ from typing import TypeVar
 import streamlit as st
 
 from store.errors import CoiError
+from store.flags import decode_flags
 from store.models import Chain, Step
 
 T = TypeVar("T")
@@ -72,16 +73,25 @@ def verdict_box(composition: dict | None) -> None:
 def chain_view(chain: Chain, *, editable: bool = True, key: str = "chain") -> StepAction | None:
     """The chain's steps as connected cards: instruction -> input -> output -> next step's input.
 
+    The view opens at the first flagged step: the unflagged steps before it fold into one expander.
+
     Returns:
         The action the reviewer took on a card in this run, if any.
     """
+    first_flagged = next((s.position for s in chain.steps if decode_flags(s.flag)), None)
     action = None
+    folded = (
+        st.expander(f"Steps 1-{first_flagged - 1} (no flags)")
+        if first_flagged and first_flagged > 1
+        else None
+    )
     for step in chain.steps:
         previous = chain.steps[step.position - 2] if step.position > 1 else None
-        result = _step_card(step, chain.length, previous, editable=editable, key=f"{key}_{step.position}")
+        with folded if folded is not None and step.position < first_flagged else st.container():
+            result = _step_card(step, chain.length, previous, editable=editable, key=f"{key}_{step.position}")
+            if step.position < chain.length:
+                st.caption(f"⬇ the output of step {step.position} is the input of step {step.position + 1}")
         action = action or result
-        if step.position < chain.length:
-            st.caption(f"⬇ the output of step {step.position} is the input of step {step.position + 1}")
     return action
 
 
@@ -94,6 +104,13 @@ def _step_card(step: Step, n: int, previous: Step | None, *, editable: bool, key
         )
         if step.stale:
             head[2].badge("stale", icon="⚠️", color="red")
+        flags = decode_flags(step.flag)
+        if flags:
+            head[3].badge(f"{len(flags)} flag{'s' if len(flags) > 1 else ''}", icon="🚩", color="violet")
+            for flag in flags:
+                st.text(
+                    f"🚩 {flag['kind'].replace('_', ' ')}: {flag.get('reason', '')}"
+                )  # text, never markdown
         st.caption("Instruction")
         plain_text(step.instruction)
         if previous is None or step.input != previous.output:

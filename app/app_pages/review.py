@@ -14,14 +14,25 @@ from dataclasses import replace
 import streamlit as st
 
 from app.state import db_path, init_state, reviewer_locked
-from app.widgets import chain_view, changes_view, history_view, proposals_review, show_error, verdict_box
+from app.widgets import (
+    chain_view,
+    changes_view,
+    history_view,
+    plain_text,
+    proposals_review,
+    show_error,
+    verdict_box,
+)
 from store import review as rv
 from store.agreement import agreement
 from store.chains import get_chain
 from store.db import open_db
 from store.errors import CoiError
+from store.flags import decode_flags
 from store.models import CHAIN_STATUSES
+from store.reasons import review_reasons
 from store.settings import set_setting
+from store.tasks import review_short_instruction, short_proposals
 
 PAGE_SIZE = 20
 SORT_LABELS = {
@@ -29,6 +40,7 @@ SORT_LABELS = {
     "oldest": "Oldest first",
     "least_confident": "Checker confidence (least sure first)",
     "most_confident": "Checker confidence (most sure first)",
+    "risk": "Risk first (step flags, checker doubt, eval failures)",
     "random": "Random (seeded)",
 }
 
@@ -99,6 +111,7 @@ def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
         for k in ("category", "verdict", "source", "reviewer")
     }
     stale = sb.selectbox("Stale steps", ["(any)", "with stale steps", "without"])
+    flag_kind = sb.selectbox("Step flag", ["(any)", *choices.get("flag_kind", [])], key="flag_kind")
     search = sb.text_input("Search text (or #id)", key="search")
     sort = sb.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get)
     seed = int(sb.number_input("Seed", value=0, step=1)) if sort == "random" else 0
@@ -107,6 +120,7 @@ def sidebar_filter(choices: dict, double: bool) -> rv.QueueFilter:
         lengths=tuple(lengths),
         **{k: (None if v == "(any)" else v) for k, v in pick.items()},
         stale={"(any)": None, "with stale steps": True, "without": False}[stale],
+        flag_kind=None if flag_kind == "(any)" else flag_kind,
         search=search,
         sort=sort,
         seed=seed,
@@ -131,6 +145,7 @@ def show_queue(db, f: rv.QueueFilter) -> int | None:
             "len": r.length,
             "status": r.status,
             "stale": r.n_stale,
+            "risk": r.risk,
             "verdict": r.verdict,
             "first step": r.preview,
         }
@@ -296,6 +311,10 @@ def show_chain(chain_id: int) -> None:
         st.warning(f"Someone changed this chain since you opened it (version {seen} -> {chain.version}).")
         if st.button("Reload chain", key="reload_changed"):
             reload(chain_id)
+    reasons = review_reasons(chain, comp)
+    if reasons:
+        st.caption("Why this chain needs a look")
+        st.text("\n".join(f"• {r}" for r in reasons))
     verdict_box(comp)
     decision_bar(chain, comp, seen)
     if chain.has_stale and st.button("Regenerate stale steps", shortcut="G", key="regen"):
@@ -306,6 +325,39 @@ def show_chain(chain_id: int) -> None:
     if action:
         on_step_action(chain, action, seen)
     history_view(history, reviews)
+
+
+@st.fragment
+def short_instruction_proposals() -> None:
+    """The LLM's short instructions awaiting review: accept (as typed) or reject, flagged ones first."""
+    with open_db(db_path()) as db:
+        proposals = short_proposals(db, limit=10)
+    if not proposals:
+        return
+    with st.expander(f"Short instructions to review ({len(proposals)}{'+' if len(proposals) == 10 else ''})"):
+        st.caption(
+            "A chain step uses a flagged proposal only once it is accepted; a rejected one is never asked again."
+        )
+        for task in proposals:
+            with st.container(border=True):
+                st.caption(f"Task #{task.id}: original instruction")
+                plain_text(task.instruction)
+                for flag in decode_flags(task.short_flags):
+                    st.text(f"🚩 {flag['kind'].replace('_', ' ')}: {flag.get('reason', '')}")
+                st.text_input("Short instruction", value=task.short_instruction or "", key=f"short_{task.id}")
+                left, right = st.columns(2)
+                # Callbacks run before the fragment redraws, so a decided proposal is gone at once.
+                left.button(
+                    "Accept", key=f"short_accept_{task.id}", on_click=_decide_short, args=(task.id, "accept")
+                )
+                right.button(
+                    "Reject", key=f"short_reject_{task.id}", on_click=_decide_short, args=(task.id, "reject")
+                )
+
+
+def _decide_short(task_id: int, decision: str) -> None:
+    text = ss.get(f"short_{task_id}") if decision == "accept" else None
+    run_action(review_short_instruction, task_id, decision, text=text)
 
 
 def bulk_and_agreement(db, f: rv.QueueFilter, double: bool) -> None:
@@ -357,3 +409,4 @@ with queue_col:
 with chain_col:
     if current_id is not None:
         show_chain(current_id)
+short_instruction_proposals()

@@ -221,3 +221,56 @@ def test_reviewer_name_is_per_session(db):
     at.button(key="accept").click().run()
     assert db.execute("SELECT reviewer FROM reviews").fetchall() == [("zoe",)]
     assert get_chain(db, cid).reviewer == "zoe"
+
+
+def _flagged_chain(db) -> int:
+    from store.flags import encode_flags
+
+    flag = {
+        "kind": "copied_input",
+        "reason": "the output repeats its input (100% alike) <b>x</b>",
+        "severity": 3,
+    }
+    steps = [
+        Step(1, "Summarize.", "the input", "a summary", origin="gold"),
+        Step(2, "Translate.", "a summary", "a summary", origin="llm", flag=encode_flags([flag])),
+    ]
+    return insert_chain(db, Chain(steps=steps, status="proposed", source="gen"))[0]
+
+
+def test_risk_first_shows_the_flagged_chain_with_why_and_its_flag(db):
+    quiet = make_chain(db)
+    flagged = _flagged_chain(db)
+    at = open_page("review")
+    at.sidebar.selectbox[[s.label for s in at.sidebar.selectbox].index("Sort")].set_value("risk").run()
+    assert not at.exception, [e.stack_trace for e in at.exception]
+    assert (
+        at.selectbox(key="review_pick").value == flagged
+    )  # risk first, though it is not the newest... both new
+    shown = [t.value for t in at.text]
+    assert any("step 2: the output repeats its input (100% alike) <b>x</b>" in t for t in shown)  # as text
+    assert any(t.startswith("🚩 copied input:") for t in shown)
+    assert at.expander[0].label == "Steps 1-1 (no flags)"  # the view opens at the first flagged step
+    at.selectbox(key="flag_kind").set_value("copied_input").run()
+    assert at.selectbox(key="review_pick").options == [f"#{flagged} · 2 steps · proposed"]
+    assert quiet != flagged
+
+
+def test_short_instruction_proposals_are_reviewed_on_the_page(db):
+    from store.models import Task
+    from store.tasks import get_tasks, insert_tasks, propose_short_instruction
+
+    task = Task(instruction="Rewrite the paragraph in simpler words for a child.", input="x", output="y")
+    insert_tasks(db, [task])
+    propose_short_instruction(db, task.id, "Write a child's paragraph.", None)
+    make_chain(db)
+    at = open_page("review")
+    assert any(e.label.startswith("Short instructions to review (1") for e in at.expander)
+    at.text_input(key=f"short_{task.id}").set_value("Simplify the paragraph for a child.")
+    at.button(key=f"short_accept_{task.id}").click().run()
+    assert not at.exception, at.exception
+    stored = get_tasks(db, [task.id])[0]
+    assert (stored.short_status, stored.short_instruction) == (
+        "accepted",
+        "Simplify the paragraph for a child.",
+    )
