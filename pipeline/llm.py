@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import sqlite_utils
 
+from store.config import coerce, form_fields, from_plain, option, show, to_plain
 from store.db import open_db
 from store.errors import CoiError
 from store.hashing import content_hash
@@ -40,17 +41,20 @@ SETTING_API = "llm_api"
 class LLMConfig:
     """Where and how to call the LLM. ``api_key`` is never persisted or printed."""
 
-    base_url: str = field(default="", metadata={"help": "OpenAI-compatible base URL ('' = embedded model)"})
-    model: str = field(default="", metadata={"help": "Model name the endpoint expects"})
-    api_key: str = field(default="", repr=False, metadata={"help": "API key (memory/env only)"})
-    api: str = field(default="completions", metadata={"help": "'completions' (base models) or 'chat'"})
-    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature"})
-    max_tokens: int = field(default=128, metadata={"help": "Max new tokens per call"})
-    concurrency: int = field(default=8, metadata={"help": "Requests in flight at once"})
-    timeout_s: float = field(default=120.0, metadata={"help": "Per-request timeout"})
-    max_retries: int = field(default=4, metadata={"help": "Retries after the first try"})
-    backoff_base_s: float = field(default=0.5, metadata={"help": "First backoff delay"})
-    backoff_max_s: float = field(default=30.0, metadata={"help": "Longest backoff delay"})
+    base_url: str = option(
+        "", "OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 ('' = embedded model)"
+    )
+    model: str = option("", "Model name the endpoint expects")
+    api_key: str = field(default="", repr=False)  # memory/env only: no help, so no form field or flag
+    api: str = option("completions", "'completions' (base models) or 'chat' (instruct models)", choices=APIS)
+    temperature: float = option(0.0, "Sampling temperature (0: deterministic)")
+    max_tokens: int = option(128, "Max new tokens per step (per call)")
+    concurrency: int = option(8, "Requests in flight at once")
+    timeout_s: float = option(120.0, "Per-request timeout in seconds")
+    max_retries: int = option(4, "Retries after the first try (429, 5xx, timeouts, empty answers)")
+    backoff_base_s: float = option(0.5, "First backoff delay in seconds")
+    backoff_max_s: float = option(30.0, "Longest backoff delay in seconds")
+    stop: tuple[str, ...] = option((), "Extra stop sequences, comma-separated (added to each prompt's own)")
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -60,14 +64,11 @@ class LLMConfig:
 
     def to_dict(self) -> dict:
         """Everything but the key (safe to store in a job config or show)."""
-        out = asdict(self)
-        out.pop("api_key")
-        return out
+        return to_plain(self, exclude=("api_key",))
 
     @classmethod
     def from_dict(cls, data: dict, *, api_key: str = "") -> LLMConfig:
-        names = {f.name for f in fields(cls)} - {"api_key"}
-        return cls(**{k: v for k, v in data.items() if k in names}, api_key=api_key)
+        return from_plain(cls, data, what="LLM config", api_key=api_key)
 
     @property
     def embedded(self) -> bool:
@@ -81,22 +82,83 @@ class LLMConfig:
 
     @classmethod
     def resolve(cls, db: sqlite_utils.Database | None = None, **overrides) -> LLMConfig:
-        """Settings page values, then $OPENAI_BASE_URL / $COI_LLM_MODEL, then defaults; key from env only."""
-        settings = {}
-        if db is not None:
-            settings = {
-                "base_url": get_setting(db, SETTING_BASE_URL) or "",
-                "model": get_setting(db, SETTING_MODEL) or "",
-                "api": get_setting(db, SETTING_API) or "",
-            }
-        values = {
-            "base_url": settings.get("base_url") or os.environ.get("OPENAI_BASE_URL", ""),
-            "model": settings.get("model") or os.environ.get("COI_LLM_MODEL", ""),
-            "api": settings.get("api") or os.environ.get("COI_LLM_API", "") or "completions",
-            "api_key": os.environ.get("OPENAI_API_KEY", ""),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        """The config in effect: see :func:`resolve_with_sources` for the precedence."""
+        return resolve_with_sources(db, **overrides)[0]
+
+
+# Where each knob can come from. Precedence (highest first): a command-line flag or form value,
+# the Settings page (DB, non-secret), the environment, the dataclass default.
+SETTING_PREFIX = "llm_"
+ENV_VARS = {
+    "base_url": "OPENAI_BASE_URL",
+    "model": "COI_LLM_MODEL",
+    "api": "COI_LLM_API",
+    "temperature": "COI_LLM_TEMPERATURE",
+    "max_tokens": "COI_LLM_MAX_TOKENS",
+    "concurrency": "COI_LLM_CONCURRENCY",
+    "timeout_s": "COI_LLM_TIMEOUT_S",
+    "max_retries": "COI_LLM_MAX_RETRIES",
+    "stop": "COI_LLM_STOP",
+}
+SOURCES = ("command line", "Settings", "environment", "default")
+
+
+def resolve_with_sources(
+    db: sqlite_utils.Database | None = None, **overrides
+) -> tuple[LLMConfig, dict[str, str]]:
+    """The LLM config in effect and, per field, where its value came from.
+
+    Precedence: ``overrides`` (flags, form) > Settings page > environment > default. The API key
+    comes from the environment only (:func:`choose_api_key`).
+
+    Raises:
+        CoiError: a value does not fit its field (the message names the field and where it came from).
+    """
+    values: dict = {}
+    sources: dict[str, str] = {}
+    settings = _llm_settings(db)
+    for spec in form_fields(LLMConfig):
+        env_name = ENV_VARS.get(spec.name)
+        candidates = [
+            ("command line", overrides.get(spec.name)),
+            ("Settings", settings.get(spec.name)),
+            (f"environment (${env_name})", os.environ.get(env_name) if env_name else None),
+        ]
+        for source, value in candidates:
+            if value not in (None, ""):
+                values[spec.name] = coerce(LLMConfig, spec.name, value, what=f"LLM setting from {source}")
+                sources[spec.name] = source
+                break
+        else:
+            sources[spec.name] = "default"
+    values["api_key"] = overrides.get("api_key") or choose_api_key(values.get("base_url", ""))
+    return LLMConfig(**values), sources
+
+
+def choose_api_key(base_url: str) -> str:
+    """The API key sent to ``base_url``: the operator's ``$OPENAI_API_KEY`` (the one place a key is picked)."""
+    return os.environ.get("OPENAI_API_KEY", "")
+
+
+def _llm_settings(db: sqlite_utils.Database | None) -> dict[str, str]:
+    if db is None:
+        return {}
+    out = {}
+    for spec in form_fields(LLMConfig):
+        value = get_setting(db, SETTING_PREFIX + spec.name)
+        if value not in (None, ""):
+            out[spec.name] = value
+    return out
+
+
+def save_settings(db: sqlite_utils.Database, values: dict) -> None:
+    """Store the Settings page's LLM values ('' clears one, so the environment or default applies)."""
+    from store.settings import set_setting
+
+    for spec in form_fields(LLMConfig):
+        if spec.name in values:
+            value = values[spec.name]
+            set_setting(db, SETTING_PREFIX + spec.name, show(value) if value is not None else "")
 
 
 @dataclass(frozen=True)
@@ -305,8 +367,9 @@ class LLMClient:
             "temperature": self.config.temperature,
             "max_tokens": request.max_tokens or self.config.max_tokens,
         }
-        if request.stop:
-            body["stop"] = list(request.stop)
+        stop = list(dict.fromkeys([*request.stop, *self.config.stop]))
+        if stop:
+            body["stop"] = stop
         if self.config.api == "chat":
             body["messages"] = [{"role": "user", "content": request.prompt}]
         else:
