@@ -23,8 +23,7 @@ import sqlite_utils
 
 from store.access import LOGIN_SECRETS
 from store.db import connect, default_db_path, utcnow
-from store.errors import CoiError
-from store.jobs import Job, finish_job, get_job, requeue, update_job
+from store.jobs import Job, finish_job, get_job, update_job
 
 # Popen objects of children started by this process, so they are reaped (no zombies) when they end.
 _children: dict[int, subprocess.Popen] = {}
@@ -89,36 +88,6 @@ def launch(
         ended_at=None,
     )
     return proc.pid
-
-
-def resume(
-    db: sqlite_utils.Database,
-    job_id: int,
-    module: str,
-    *,
-    env: dict[str, str] | None = None,
-    launcher: list[str] | None = None,
-) -> int:
-    """Launch a failed or cancelled job again (its module picks up where the saved rows end).
-
-    Generation skips chains and LLM calls already stored, eval skips predictions already saved,
-    training continues from its newest checkpoint (training resumes through ``training.queue``).
-
-    Returns:
-        The new pid.
-
-    Raises:
-        CoiError: the job does not exist or is not failed/cancelled.
-    """
-    job = refresh(db, job_id)
-    if job is None:
-        raise CoiError(f"There is no job #{job_id}", "Pick a job from the list.")
-    if not requeue(db, job_id):
-        raise CoiError(
-            f"Job #{job_id} is {job.status}; only failed or cancelled jobs can be resumed",
-            "Wait for it to end, or cancel it first.",
-        )
-    return launch(db, job_id, module, extra_args=None, launcher=launcher, env=env)
 
 
 def _db_file(db: sqlite_utils.Database) -> str:
@@ -315,18 +284,31 @@ def force_weights_only() -> None:
 def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
     """The child side: run ``body(job_id)`` and record how it ended. Returns an exit code.
 
-    ``body`` returns the job's result dict. SIGTERM (cancel) ends it as 'cancelled'; an exception
-    ends it as 'failed' with the traceback, which also goes to the log.
+    ``body`` returns the job's result dict. SIGTERM (cancel) ends it as 'cancelled'; ``JobFailed``
+    (the work failed, e.g. every item) ends it as 'failed' with its plain reason and result; any
+    other exception as 'failed' with the traceback, which also goes to the log. The log ends with
+    a summary of the outcome, and the queue is pumped so the next job starts.
     """
     signal.signal(signal.SIGTERM, _raise_cancelled)
     force_weights_only()  # a job never unpickles arbitrary objects, whatever a library asks torch.load
     db = connect()
     update_job(db, job_id, status="running", pid=os.getpid(), heartbeat_at=utcnow())
+    code = _run_body(db, job_id, body)
+    _log_outcome(db, job_id)
+    _pump_next(db, job_id)
+    return code
+
+
+def _run_body(db: sqlite_utils.Database, job_id: int, body: Callable[[int], dict | None]) -> int:
     try:
         result = body(job_id) or {}
     except JobCancelled:
         finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
         return 130
+    except JobFailed as exc:
+        update_job(db, job_id, result=exc.result)
+        finish_job(db, job_id, "failed", error=exc.message)
+        return 1
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
         trace = traceback.format_exc()
         print(trace, file=sys.stderr, flush=True)
@@ -335,6 +317,40 @@ def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
     update_job(db, job_id, result=result, progress=1.0)
     finish_job(db, job_id, "succeeded")
     return 0
+
+
+def _log_outcome(db: sqlite_utils.Database, job_id: int) -> None:
+    """The last lines of every job log: how it ended, and its errors."""
+    from jobs.runtime import outcome_line
+
+    job = get_job(db, job_id)
+    print(f"== outcome: {outcome_line(job)}", flush=True)
+    for item in (job.result.get("errors") or [])[:5]:
+        print(f"== error: {item.get('item')}: {item.get('error')}", flush=True)
+    if job.status != "succeeded" and job.error:
+        print(f"== reason: {job.error.strip()}", flush=True)
+
+
+def _pump_next(db: sqlite_utils.Database, job_id: int) -> None:
+    """Start the next queued job; this job's own launch env (e.g. CUDA_VISIBLE_DEVICES) is not passed on."""
+    from jobs.runtime import pump
+
+    job = get_job(db, job_id)
+    for key in (job.launch.get("env") or {}) if job else ():
+        os.environ.pop(key, None)
+    try:
+        pump(db)
+    except Exception as exc:  # noqa: BLE001 - the job itself is done; the next pump (app, CLI) retries
+        print(f"could not start the next queued job: {exc!r}", file=sys.stderr, flush=True)
+
+
+class JobFailed(Exception):
+    """Raised by a job body whose work failed (not a crash): a plain reason, and the result so far."""
+
+    def __init__(self, message: str, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result or {}
 
 
 class JobCancelled(Exception):

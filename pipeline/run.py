@@ -33,7 +33,7 @@ from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
 from store.db import connect
 from store.errors import CoiError
-from store.jobs import create_job, get_job, heartbeat
+from store.jobs import get_job, heartbeat
 from store.llm_calls import job_call_totals
 from store.pipeline_queries import existing_chain_keys, select_tasks
 
@@ -204,31 +204,37 @@ def _generate(db, client, proposals, report, counter, *, job_id) -> None:
 
 # -- background job -------------------------------------------------------------------------------
 def launch_batch(db: sqlite_utils.Database, batch: BatchConfig, llm: LLMConfig, *, name: str = "") -> int:
-    """Create the job row (config without key) and start the detached child; returns the job id."""
-    from jobs.process import launch
+    """Queue the generate job (config without key) and start it when there is room; returns the job id.
+
+    Against a configured endpoint it only needs a remote slot; with the embedded LLM it claims the
+    device (it loads a local model). The key reaches the child's environment only.
+    """
+    from jobs import runtime
 
     config = {**batch.to_dict(), "llm": llm.to_dict()}
-    job_id = create_job(db, "generate", config, name=name or f"generate {batch.n_chains} chains")
-    env = {"OPENAI_API_KEY": llm.api_key} if llm.api_key else {}
-    launch(db, job_id, "pipeline.run", env=env)
-    return job_id
+    return runtime.submit(
+        db,
+        "generate",
+        config,
+        name=name or f"generate {batch.n_chains} chains",
+        resource="device" if llm.embedded else "remote",
+        secret_env={"OPENAI_API_KEY": llm.api_key} if llm.api_key else None,
+    )
 
 
 def resume_batch(db: sqlite_utils.Database, job_id: int, api_key: str = "") -> int:
-    """Start a failed or cancelled generate job again; returns the pid.
+    """Queue a failed, cancelled or partly failed generate job again; returns its id.
 
-    Saved chains are skipped and answered calls come from the cache, so only what the crash cut
-    short is asked again. The key travels in the child's environment only, as at launch.
+    Saved chains are skipped and answered calls come from the cache, so only the failed items and
+    what a crash cut short are asked again. The key travels in the child's environment only.
 
     Raises:
-        CoiError: no such generate job, or it is still running.
+        CoiError: no such generate job, or it is still running or fully succeeded.
     """
-    from jobs.process import resume
+    from jobs import runtime
 
-    job = get_job(db, job_id)
-    if job is None or job.kind != "generate":
-        raise CoiError(f"There is no generate job #{job_id}", "Pick a job from the list.")
-    return resume(db, job_id, "pipeline.run", env={"OPENAI_API_KEY": api_key} if api_key else None)
+    env = {"OPENAI_API_KEY": api_key} if api_key else None
+    return runtime.resume(db, job_id, "generate", secret_env=env).id
 
 
 def run_job(job_id: int, *, db_path: str | Path | None = None, progress: Progress | None = None) -> dict:

@@ -351,3 +351,21 @@ def m007_metrics_unique(db: sqlite_utils.Database) -> None:
         "DROP INDEX IF EXISTS idx_metrics_job",
         "CREATE UNIQUE INDEX idx_metrics_job_name_step ON metrics(job_id, name, step)",
     )
+
+
+@migrations()
+def m010_job_queue(db: sqlite_utils.Database) -> None:
+    """Every kind queues: each job says which resource it waits for and how its process starts.
+
+    ``resource`` is 'device' (loads a local model: one at a time) or 'remote' (only calls an
+    endpoint: several beside it); ``launch`` is JSON with the launcher prefix and non-secret env.
+    Generate jobs against a configured endpoint become 'remote'.
+    """
+    _exec(
+        db,
+        "ALTER TABLE jobs ADD COLUMN resource TEXT NOT NULL DEFAULT 'device'",
+        "ALTER TABLE jobs ADD COLUMN launch TEXT NOT NULL DEFAULT '{}'",
+        "UPDATE jobs SET resource = 'remote' WHERE kind = 'generate' "
+        "AND COALESCE(json_extract(config, '$.llm.base_url'), '') != ''",
+        "CREATE INDEX idx_jobs_status_resource ON jobs(status, resource, id)",
+    )

@@ -30,7 +30,7 @@ from store.paths import confine_data_path
 from store.versions import list_versions, version_records
 from training.config import TrainConfig
 from training.data import IGNORE, PadCollator, build_examples, split_eval
-from training.queue import confine_paths, last_checkpoint, pump_queue
+from training.queue import confine_paths, last_checkpoint
 
 META_FILE = "coi_meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -341,9 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if rank() != 0:  # other ranks of a multi-GPU launch: train, never touch the job row
         train(args.job, write=False)
         return 0
-    code = run_as_job(args.job, train)
-    pump_queue(connect())  # the next queued training job starts when this one ends
-    return code
+    return run_as_job(args.job, train)  # it also starts the next queued job when this one ends
 
 
 if __name__ == "__main__":
