@@ -23,6 +23,7 @@ import sqlite_utils
 
 from store.access import LOGIN_SECRETS
 from store.db import connect, default_db_path, utcnow
+from store.errors import CoiError
 from store.jobs import Job, finish_job, get_job, update_job
 
 # Popen objects of children started by this process, so they are reaped (no zombies) when they end.
@@ -137,7 +138,7 @@ def _not_dead(job: Job | None) -> bool:
         job is None
         or job.status != "running"
         or _launching(job)
-        or (is_alive(job.pid) and runs_job(job.pid, job.id))
+        or (is_alive(job.pid) and (job.launch.get("foreground") or runs_job(job.pid, job.id)))
     )
 
 
@@ -308,6 +309,10 @@ def _run_body(db: sqlite_utils.Database, job_id: int, body: Callable[[int], dict
     except JobFailed as exc:
         update_job(db, job_id, result=exc.result)
         finish_job(db, job_id, "failed", error=exc.message)
+        return 1
+    except CoiError as exc:  # a reason a user can act on: shown as it is, not as a crash
+        print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr, flush=True)
+        finish_job(db, job_id, "failed", error=f"{exc.message}\n{exc.hint}".strip())
         return 1
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
         trace = traceback.format_exc()

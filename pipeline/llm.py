@@ -204,6 +204,10 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _Final(Exception):
+    """A failure a resend cannot fix (an empty answer at temperature 0 comes back the same)."""
+
+
 @dataclass
 class UsageTotals:
     """Running totals of a client (requests actually sent, cache hits, tokens, latency)."""
@@ -309,6 +313,34 @@ class LLMClient:
             )
         return outcome.text or ""
 
+    def preflight(self) -> list[str]:
+        """Before a batch: one tiny request, and ``/models`` where the server has it.
+
+        Returns:
+            Warnings in plain words (e.g. the model name is not one the server lists).
+
+        Raises:
+            CoiError: the endpoint does not answer the tiny request (the reason names the URL).
+        """
+        outcome = self._call(LLMRequest("Say OK.\nAnswer:", stop=("\n",), max_tokens=4), retries=1)
+        if outcome.error and "empty completion" not in outcome.error:  # an empty reply still proves it is up
+            raise CoiError(f"The LLM endpoint did not answer: {outcome.error}", _hint_for(outcome.error))
+        names = self.listed_models()
+        if names is not None and self.config.model and self.config.model not in names:
+            shown = ", ".join(names[:10]) or "none"
+            return [
+                f"The model name {self.config.model!r} is not among the models {self.config.base_url} lists "
+                f"({shown}); the server may answer with another model, and the chains record the wrong name."
+            ]
+        return []
+
+    def listed_models(self) -> list[str] | None:
+        """The model ids ``GET /models`` lists (None when the server has no such route or it fails)."""
+        try:
+            return [m.id for m in self._sdk.models.list().data]
+        except Exception:  # noqa: BLE001 - many servers have no /models; that is no error
+            return None
+
     # -- internals ---------------------------------------------------------------------------------
     def _send_pending(self, db, reqs, pending, results, on_result) -> None:
         if not pending:
@@ -391,8 +423,11 @@ class LLMClient:
                 outcome.error = str(exc)
                 if attempt <= retries:
                     self._sleep(self._backoff(attempt, exc.retry_after))
+            except _Final as exc:  # resending would give the same answer
+                outcome.error = str(exc)
+                break
             except Exception as exc:  # noqa: BLE001 - a 4xx or an unexpected failure: no retry
-                outcome.error = f"{type(exc).__name__}: {exc}"
+                outcome.error = self._explain(exc)
                 break
         outcome.latency_ms = (self._clock() - started) * 1000
         if outcome.error and self.config.api_key:  # some servers echo the key they refused
@@ -406,6 +441,15 @@ class LLMClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, 300.0))
         return delay
+
+    def _explain(self, exc: Exception) -> str:
+        """A non-retryable failure in plain words, naming the URL (a 404 hints at /v1)."""
+        if isinstance(exc, self._openai.APIStatusError):
+            text = f"HTTP {exc.status_code} from {self.config.base_url}: {_short(exc)}"
+            if exc.status_code == 404:
+                text += " (is the path right? OpenAI-compatible servers usually serve under /v1)"
+            return text
+        return f"{type(exc).__name__} from {self.config.base_url}: {exc}"
 
     def _send_once(self, request: LLMRequest) -> tuple[str, int | None, int | None]:
         body = self._request_body(request)
@@ -421,17 +465,38 @@ class LLMClient:
         except self._openai.APIStatusError as exc:
             if exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408:
                 raise _Retryable(
-                    f"HTTP {exc.status_code}: {_short(exc)}", _retry_after(exc.response)
+                    f"HTTP {exc.status_code} from {self.config.base_url}: {_short(exc)}",
+                    _retry_after(exc.response),
                 ) from exc
             raise
-        except (self._openai.APITimeoutError, self._openai.APIConnectionError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {_short(exc)}") from exc
+        except self._openai.APITimeoutError as exc:
+            raise _Retryable(
+                f"no answer from {self.config.base_url} within {self.config.timeout_s:g} s (timeout)"
+            ) from exc
+        except self._openai.APIConnectionError as exc:
+            raise _Retryable(f"could not connect to {self.config.base_url} ({_short(exc)})") from exc
         except (ValueError, TypeError, AttributeError) as exc:  # JSON decode or schema errors
-            raise _Retryable(f"invalid response: {type(exc).__name__}") from exc
+            raise _Retryable(f"invalid response from {self.config.base_url}: {type(exc).__name__}") from exc
         if not isinstance(text, str) or not text.strip():
+            if self.config.temperature == 0:
+                raise _Final(
+                    f"empty completion from {self.config.base_url} (not resent: at temperature 0 "
+                    "the same request gives the same answer)"
+                )
             raise _Retryable("empty completion")
         usage = getattr(resp, "usage", None)
         return text, getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+
+def _hint_for(error: str) -> str:
+    """What to do about an endpoint error, in plain words."""
+    if "HTTP 404" in error:
+        return "Check the base URL: OpenAI-compatible servers usually serve under /v1 (e.g. http://127.0.0.1:8080/v1)."
+    if "could not connect" in error:
+        return "Is the server running, and are the host and port right?"
+    if "HTTP 401" in error or "HTTP 403" in error:
+        return "Check the API key ($OPENAI_API_KEY, or the key field in Settings)."
+    return "Check the base URL, model and key in Settings."
 
 
 def _short(exc: Exception) -> str:

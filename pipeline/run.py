@@ -85,10 +85,18 @@ class BatchReport:
     chains_existing: int = 0
     errors: list = field(default_factory=list)
     usage: dict = field(default_factory=dict)
+    total_items: int = 0  # LLM work items asked this run (summaries, checks, chains)
+    failed_items: int = 0
+    warnings: list = field(default_factory=list)
+    endpoint: str = ""
 
-    def error(self, item: str, message: str) -> None:
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append({"item": item, "error": message})
+    def item(self, name: str, error: str | None) -> None:
+        """Count one work item; a failed one keeps its error (the first MAX_ERRORS_KEPT)."""
+        self.total_items += 1
+        if error:
+            self.failed_items += 1
+            if len(self.errors) < MAX_ERRORS_KEPT:
+                self.errors.append({"item": name, "error": error})
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +139,40 @@ def run_batch(
     proposals = _compose(db, client, tasks, batch, rng, report, counter)
     _generate(db, client, proposals, report, counter, job_id=client.job_id)
     report.usage = client.totals.as_dict()
+    report.endpoint = client.config.base_url
+    report.warnings += outcome_warnings(report, client.config)
     return report
+
+
+def outcome_warnings(report: BatchReport, llm: LLMConfig) -> list[str]:
+    """Plain warnings naming the likely cause when a batch made nothing useful."""
+    out = []
+    verdicts = report.verdicts
+    if verdicts and set(verdicts) == {"unknown"} and report.failed_items < report.total_items:
+        out.append(
+            f"Every checker verdict was 'unknown': the model's answers could not be read as yes/no. "
+            f"Likely cause: the API mode does not fit the model ('{llm.api}' mode; a base model needs "
+            "'completions', an instruct model 'chat'), or max tokens per step is too low."
+        )
+    if report.chains_added == 0 and report.chains_existing == 0 and report.failed_items < report.total_items:
+        if verdicts.get("yes", 0) == 0 and verdicts:
+            cause = "the checker accepted no pair (see the verdicts)"
+        else:
+            cause = "the chain steps could not be generated"
+        out.append(
+            f"The batch made 0 chains: {cause}. With chat mode against a base model (or the reverse) "
+            "answers come back empty or off-format; check the API setting and the model."
+        )
+    return out
+
+
+def failure_message(report: BatchReport) -> str:
+    """Why a batch whose every item failed failed: the first error and the URL, in plain words."""
+    first = report.errors[0]["error"] if report.errors else "no reason recorded"
+    return (
+        f"All {report.total_items} LLM items failed against {report.endpoint or 'the embedded model'}. "
+        f"First error: {first}"
+    )
 
 
 def _summarize(db, client, tasks, report, counter) -> None:
@@ -139,8 +180,7 @@ def _summarize(db, client, tasks, report, counter) -> None:
     counter.start("summarizing instructions", todo)
     for out in summarize_tasks(db, client, tasks, on_result=counter.on_result):
         report.summarized += out.short is not None
-        if out.error:
-            report.error(f"summarize task {out.task_id}", out.error)
+        report.item(f"summarize task {out.task_id}", out.error)
 
 
 def _compose(db, client, tasks, batch, rng, report, counter) -> list[Proposal]:
@@ -175,8 +215,7 @@ def _check(db, client, pairs, phase: str, report, counter) -> list[PairVerdict]:
     for pv in verdicts:
         report.verdicts[pv.verdict.verdict] = report.verdicts.get(pv.verdict.verdict, 0) + 1
         store_composition(db, pair_proposal(pv))
-        if pv.error:
-            report.error(f"check tasks {pv.a.id}->{pv.b.id}", pv.error)
+        report.item(f"check tasks {pv.a.id}->{pv.b.id}", pv.error)
     return [pv for pv in verdicts if pv.verdict.verdict == "yes"]
 
 
@@ -195,8 +234,8 @@ def _generate(db, client, proposals, report, counter, *, job_id) -> None:
     report.chains_existing = len(proposals) - len(todo)
     counter.start("generating steps", sum(len(p.tasks) - 1 for p in todo))
     for draft in generate_chains(client, todo, on_result=counter.on_result):
+        report.item(f"chain tasks {draft.proposal.task_ids}", draft.error)
         if draft.error:
-            report.error(f"chain tasks {draft.proposal.task_ids}", draft.error)
             continue
         _, added = save_draft(db, draft, meta={"job_id": job_id, "model": client.config.model})
         report.chains_added += added
@@ -253,10 +292,21 @@ def run_job(job_id: int, *, db_path: str | Path | None = None, progress: Progres
 
     with llm_endpoint(llm) as live:
         client = LLMClient(live, db_path or _db_file(db), job_id=job_id)
+        beat(0, 0, f"checking the endpoint {live.base_url}")
+        warnings = client.preflight()  # raises CoiError (a plain reason with the URL) when it is down
+        for w in warnings:
+            print(f"warning: {w}", flush=True)
         report = run_batch(db, client, batch, progress=beat)
+    report.warnings[:0] = warnings
+    for w in report.warnings[len(warnings) :]:
+        print(f"warning: {w}", flush=True)
     result = report.as_dict()
     result["job_usage"] = job_call_totals(db, job_id)
     db.conn.close()
+    if report.total_items and report.failed_items == report.total_items:
+        from jobs.process import JobFailed
+
+        raise JobFailed(failure_message(report), result)
     return result
 
 
