@@ -11,9 +11,10 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `coi jobs` to the `coi` parser."""
     p = subparsers.add_parser("jobs", help="list, show, cancel, resume or read the log of any job")
-    p.add_argument("--db", help="Database file (default: $COI_DB or data/coi.db).")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="Database file (default: $COI_DB or data/coi.db).")
     sub = p.add_subparsers(dest="action", required=True)
-    ls = sub.add_parser("list", help="jobs of every kind, newest first")
+    ls = sub.add_parser("list", help="jobs of every kind, newest first", parents=[common])
     ls.add_argument("--kind", choices=["train", "eval", "generate"])
     ls.add_argument("--status", nargs="*", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     ls.add_argument("--limit", type=int, default=50)
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("resume", "queue a failed, cancelled or partly failed job again"),
         ("log", "print a job's log"),
     ):
-        sp = sub.add_parser(action, help=text)
+        sp = sub.add_parser(action, help=text, parents=[common])
         sp.add_argument("id", type=int, metavar="ID")
         if action == "log":
             sp.add_argument("--tail", type=int, default=0, help="only the last N lines")

@@ -123,10 +123,14 @@ def get(db: sqlite_utils.Database, job_id: int, kind: str | None = None) -> Job:
         raise CoiError(f"There is no job #{job_id}", "List them with `coi jobs list`.")
     if kind and job.kind != kind:
         raise CoiError(
-            f"Job #{job_id} is a {KINDS[job.kind].noun} ({label(job)}), not a {KINDS[kind].noun}",
+            f"Job #{job_id} is {_a(KINDS[job.kind].noun)} ({label(job)}), not {_a(KINDS[kind].noun)}",
             f"Use `{CLI_OF[job.kind]}` or `coi jobs ... {job_id}` for it.",
         )
     return job
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def pump(db: sqlite_utils.Database) -> list[int]:
