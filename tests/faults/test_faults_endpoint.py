@@ -62,7 +62,7 @@ def test_a_base_url_without_v1_fails_with_a_hint_at_v1(db, db_path, capsys):
     err = capsys.readouterr().err
     job = _only_job(db)
     assert code != 0 and job.status == "failed"
-    assert "HTTP 404" in job.error and url in job.error and "/v1" in err
+    assert "HTTP 404" in job.error and url in job.error and "serve under /v1" in err
 
 
 def test_every_item_failing_fails_the_job_with_the_first_error_and_the_url(db, db_path, capsys):
