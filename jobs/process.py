@@ -337,16 +337,35 @@ def _log_outcome(db: sqlite_utils.Database, job_id: int) -> None:
 
 
 def _pump_next(db: sqlite_utils.Database, job_id: int) -> None:
-    """Start the next queued job; this job's own launch env (e.g. CUDA_VISIBLE_DEVICES) is not passed on."""
-    from jobs.runtime import pump
+    """Leave a detached waiter that pumps the queue once this process has exited (and freed its model).
 
+    This job's own launch env (e.g. CUDA_VISIBLE_DEVICES) is not passed on to the next job.
+    """
     job = get_job(db, job_id)
-    for key in (job.launch.get("env") or {}) if job else ():
-        os.environ.pop(key, None)
+    drop = set(job.launch.get("env") or {}) if job else set()
+    env = {k: v for k, v in os.environ.items() if k not in drop and k not in LOGIN_SECRETS}
     try:
-        pump(db)
-    except Exception as exc:  # noqa: BLE001 - the job itself is done; the next pump (app, CLI) retries
-        print(f"could not start the next queued job: {exc!r}", file=sys.stderr, flush=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "jobs.pump", "--after", str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=str(_project_root()),
+        )
+    except OSError as exc:  # the job itself is done; the next pump (app, CLI) starts the queue
+        print(f"could not start the queue waiter: {exc!r}", file=sys.stderr, flush=True)
+
+
+def device_held_by_ended(db: sqlite_utils.Database) -> list[Job]:
+    """Device jobs already ended in the DB whose process is still exiting (their model not yet freed)."""
+    rows = db.query(
+        "SELECT id FROM jobs WHERE resource = 'device' AND status IN ('succeeded', 'failed', 'cancelled') "
+        "AND pid IS NOT NULL ORDER BY ended_at DESC LIMIT 20"
+    )
+    jobs = [get_job(db, r["id"]) for r in rows]
+    return [j for j in jobs if is_alive(j.pid) and runs_job(j.pid, j.id)]
 
 
 class JobFailed(Exception):

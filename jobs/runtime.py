@@ -8,6 +8,8 @@ resource it queues for. How the queue decides:
   their kind, so two evals and a training run never load three models side by side.
 - A job that only calls a remote endpoint waits for 'remote'; up to ``$COI_MAX_REMOTE_JOBS``
   (default 4) run beside the device jobs.
+- A device job that has ended still holds its model until its process exits: no device job starts
+  before that (the ending job leaves a waiter, ``python -m jobs.pump``, that pumps once it is gone).
 - Each job is claimed by one conditional UPDATE (``store.jobs.claim_next_for``), so the app, the
   CLI and a job that just ended can all pump at once. The queue is the jobs table: it survives an
   app restart, and whichever process pumps next starts the next job.
@@ -142,6 +144,8 @@ def pump(db: sqlite_utils.Database) -> list[int]:
     process.refresh_all(db)
     started = []
     for resource in RESOURCES:
+        if resource == "device" and process.device_held_by_ended(db):
+            continue  # an ended job's process still holds its model; its waiter (jobs.pump) pumps after it
         while (job_id := claim_next_for(db, resource, slots(resource))) is not None:
             _start(db, job_id)
             started.append(job_id)
