@@ -35,13 +35,18 @@ def pin_version(db: sqlite_utils.Database, cfg: TrainConfig) -> TrainConfig:
     return cfg.replace(dataset_version=versions[0].id)
 
 
-def submit(db: sqlite_utils.Database, cfg: TrainConfig, *, name: str = "") -> int:
-    """Queue a training job and start it now if nothing else is training. Returns the job id."""
+def submit(
+    db: sqlite_utils.Database, cfg: TrainConfig, *, name: str = "", launcher: list[str] | None = None
+) -> int:
+    """Queue a training job and start it now if the device is free. Returns the job id.
+
+    ``launcher`` replaces the python (or accelerate) prefix of the job's command (tests wrap it).
+    """
     cfg = pin_version(db, cfg.validated())
     confine_paths(cfg)  # fail in the form; the job checks again before it loads anything
     name = name or f"{Path(cfg.base_model).name} on v{cfg.dataset_version}"
-    launcher, env = launch_spec(cfg)
-    return runtime.submit(db, KIND, cfg.to_dict(), name=name, launcher=launcher, env=env)
+    default_launcher, env = launch_spec(cfg)
+    return runtime.submit(db, KIND, cfg.to_dict(), name=name, launcher=launcher or default_launcher, env=env)
 
 
 def confine_paths(cfg: TrainConfig, job_id: int = 0) -> Path:
