@@ -61,6 +61,15 @@ class LLMConfig:
             raise CoiError(f"Unknown LLM api {self.api!r}", "Use 'completions' (base models) or 'chat'.")
         if self.concurrency < 1:
             raise CoiError("Concurrency must be at least 1", "Set concurrency to 1 or more.")
+        checks = [
+            (self.temperature >= 0, "temperature must be 0 or more"),
+            (self.max_tokens >= 1, "max tokens per step must be at least 1"),
+            (self.timeout_s > 0, "the timeout must be positive"),
+            (self.max_retries >= 0, "retries must be 0 or more"),
+        ]
+        for ok, why in checks:
+            if not ok:
+                raise CoiError(f"Bad LLM setting: {why}", "Fix that field and save again.")
 
     def to_dict(self) -> dict:
         """Everything but the key (safe to store in a job config or show)."""

@@ -3,9 +3,17 @@
 import streamlit as st
 
 from app.state import db_path, init_state, reviewer_locked
-from app.widgets import guarded
-from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
-from pipeline.status import page_config, save_endpoint
+from app.widgets import config_widget, guarded, plain_text
+from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL, LLMConfig, resolve_with_sources
+from pipeline.status import (
+    SAMPLING_FIELDS,
+    page_config,
+    reset_sampling,
+    save_endpoint,
+    save_sampling,
+    source_lines,
+)
+from store.config import form_fields
 from store.db import open_db
 from store.settings import get_setting, set_setting
 
@@ -62,6 +70,31 @@ if st.button("Save LLM endpoint", key="set_llm_save"):
         if guarded(save_endpoint, db, llm_url, llm_model, llm_api):
             st.success("Saved (the key stays in this session).")
 st.text(f"In use now: {llm_now.describe()}")
+
+st.subheader("LLM sampling and limits")
+st.caption(
+    "Precedence, highest first: a flag of `coi generate`, these Settings, the environment "
+    "($COI_LLM_TEMPERATURE, $COI_LLM_MAX_TOKENS, ...), the default. Each value says where it comes from now."
+)
+with open_db(db_path()) as db:
+    llm_cfg, llm_sources = resolve_with_sources(db)
+sampling = {}
+for spec in (s for s in form_fields(LLMConfig) if s.name in SAMPLING_FIELDS):
+    sampling[spec.name] = config_widget(spec, getattr(llm_cfg, spec.name), key=f"set_llm_{spec.name}")
+    st.caption(f"now from: {llm_sources[spec.name]}")
+left, right = st.columns(2)
+if left.button("Save sampling settings", key="set_llm_sampling_save"):
+    with open_db(db_path()) as db:
+        changed = guarded(save_sampling, db, sampling)
+    if changed is not None:
+        st.success(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.")
+if right.button("Reset to environment / defaults", key="set_llm_sampling_reset"):
+    with open_db(db_path()) as db:
+        reset_sampling(db)
+    st.rerun()
+with st.expander("Where every LLM value comes from"):
+    with open_db(db_path()) as db:
+        plain_text("\n".join(source_lines(db)))
 
 st.subheader("Database")
 st.text(f"Database file: {db_path()}  (set $COI_DB to use another)")

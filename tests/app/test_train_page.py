@@ -82,7 +82,7 @@ def test_a_restarted_app_reattaches_to_the_running_job(db, tiny_model_dir, monke
         wait_for(db, job_id, lambda j: j.done >= 2 or not j.active)
         # A brand-new app process/session knows nothing but the database.
         at = rerun_until(start(), lambda a: progress_value(a) > 0)
-        assert any(f"Job #{job_id}: running" == h.value for h in at.subheader)
+        assert any(f"train #{job_id}: running" == h.value for h in at.subheader)
         assert at.get("plotly_chart"), "the loss chart is shown"
         assert any("4/5 training" in c.value for c in at.code), "the log tail is shown"
     finally:

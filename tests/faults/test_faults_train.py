@@ -66,11 +66,12 @@ def test_the_app_crashes_mid_training_the_job_goes_on_and_a_restarted_page_re_at
     at = open_page(
         "train", reviewer="fault-tester"
     )  # the restarted app's Train page re-attaches to the running job
-    assert any(f"Job #{job_id}: running" in h.value for h in at.subheader) or not get_job(db, job_id).active
+    assert any(f"train #{job_id}: running" in h.value for h in at.subheader) or not get_job(db, job_id).active
     job = wait(lambda: (j := get_job(db, job_id)) and not j.active and j, what="the job to end")
     assert job.status == "succeeded", job.error
     assert any(
-        f"Job #{job_id}: succeeded" in h.value for h in open_page("train", reviewer="fault-tester").subheader
+        f"train #{job_id}: succeeded" in h.value
+        for h in open_page("train", reviewer="fault-tester").subheader
     )
     assert _loss_steps(db, job_id) == list(range(1, 11))
     _no_duplicates(db, job_id)
@@ -103,7 +104,7 @@ def test_the_job_is_killed_after_a_checkpoint_then_resumed_from_the_page_without
     )  # page load: the dead run is marked failed with a plain reason
     job = get_job(db, job_id)
     assert job.status == "failed" and not group_alive(job.pid)
-    assert any(f"Job #{job_id}: failed" in h.value for h in at.subheader)
+    assert any(f"train #{job_id}: failed" in h.value for h in at.subheader)
     assert "The process ended unexpectedly" in page_text(at)
 
     at.button(key="train_resume").click().run()  # the page's own Resume button
