@@ -80,10 +80,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
             resume_eval(db, args.resume)
             job_id = args.resume
-            print(f"Resumed eval run #{job_id}.")
+            print(f"Resumed eval #{job_id}.")
         else:
             job_id = submit_eval(db, config_from_args(args))
-            print(f"Started eval run #{job_id}.")
+            print(f"Queued eval #{job_id}.")
         if not args.wait:
             print(f"Follow it on the Evaluate page; then `coi eval --report {job_id}` writes the report.")
             return 0
@@ -95,12 +95,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
     """Poll the job until it ends, printing its progress; returns its final status."""
-    from jobs.process import log_tail, refresh
+    from jobs import runtime
+    from jobs.process import log_tail
+    from store.jobs import get_job
 
     last = None
     while True:
-        job = refresh(db, job_id)
-        line = f"{job.status} {100 * job.progress:.0f}% {job.message}"
+        runtime.pump(db)  # re-attach, and start it when the device frees
+        job = get_job(db, job_id)
+        line = f"{runtime.describe_wait(db, job) or job.status} {100 * job.progress:.0f}% {job.message}"
         if line != last:
             print(line, flush=True)
             last = line
@@ -108,7 +111,7 @@ def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
             break
         time.sleep(poll_s)
     if job.status != "succeeded":
-        print(f"Eval run #{job_id} {job.status}: {job.error or ''}", file=sys.stderr)
+        print(f"eval #{job_id} {job.status}: {job.error or ''}", file=sys.stderr)
         print(log_tail(job.log_path), file=sys.stderr)
     return job.status
 
