@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
+from store.config import from_plain, to_plain
 from store.errors import CoiError
 
 MODES = ("chain", "stepwise-gold", "stepwise-own")
@@ -53,14 +54,12 @@ class EvalConfig:
             raise CoiError("The fail threshold is a ROUGE-L value", "Pick a number between 0 and 1.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalConfig:
-        """Build from a saved job config; unknown keys are ignored, lists become tuples."""
-        known = {f.name for f in fields(cls)}
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
-        return cls(**values)
+        """Build from a saved job config; unknown keys are ignored, values coerced to the field types."""
+        return from_plain(cls, data, what="eval config")
 
 
 def help_of(name: str) -> str:

@@ -13,7 +13,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlite_utils
@@ -31,6 +31,7 @@ from pipeline.embedded import llm_endpoint
 from pipeline.generate import chain_key, generate_chains, save_draft, store_composition
 from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
+from store.config import from_plain, to_plain
 from store.db import connect
 from store.errors import CoiError
 from store.jobs import get_job, heartbeat
@@ -63,13 +64,11 @@ class BatchConfig:
             raise CoiError("The number of chains must be at least 1", "Ask for 1 chain or more.")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> BatchConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-        return cls(**kw)
+        return from_plain(cls, data, what="batch config")
 
 
 @dataclass
