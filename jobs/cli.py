@@ -58,7 +58,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def _key_env() -> dict[str, str] | None:
-    key = os.environ.get("OPENAI_API_KEY", "")
+    from store import env
+
+    key = env.api_key()
     return {"OPENAI_API_KEY": key} if key else None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store import env as env_vars
 from store.access import LOGIN_SECRETS
 from store.db import connect, default_db_path, utcnow
 from store.errors import CoiError
@@ -35,8 +36,8 @@ LAUNCH_GRACE_S = 30.0
 
 def logs_dir() -> Path:
     """Where job logs go: ``$COI_LOG_DIR`` or ``logs/`` beside the database."""
-    env = os.environ.get("COI_LOG_DIR")
-    return Path(env) if env else default_db_path().resolve().parent / "logs"
+    configured = env_vars.get(env_vars.LOG_DIR)
+    return Path(configured) if configured else default_db_path().resolve().parent / "logs"
 
 
 def launch(

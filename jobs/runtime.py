@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from jobs import process
+from store import env as env_vars
 from store.errors import CoiError
 from store.jobs import (
     RESOURCES,
@@ -60,9 +61,7 @@ _secret_env: dict[int, dict[str, str]] = {}
 
 def slots(resource: str) -> int:
     """How many jobs may run at once on ``resource``."""
-    if resource == "device":
-        return max(1, int(os.environ.get("COI_DEVICE_SLOTS", "1") or 1))
-    return max(1, int(os.environ.get("COI_MAX_REMOTE_JOBS", "4") or 4))
+    return env_vars.device_slots() if resource == "device" else env_vars.remote_slots()
 
 
 def label(job: Job) -> str:

@@ -51,8 +51,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     db = connect(args.db)
     if args.resume:
         from pipeline.run import resume_batch
+        from store import env
 
-        resume_batch(db, args.resume, os.environ.get("OPENAI_API_KEY", ""))
+        resume_batch(db, args.resume, env.api_key())
         print(f"Resumed generate #{args.resume}; saved chains and answered calls are reused.")
         return 0
     llm = LLMConfig.resolve(db, **overrides_from_args(args, LLMConfig))

@@ -12,7 +12,6 @@ from ``to_dict()``, from ``repr`` and from every stored request.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store import env
 from store.config import coerce, form_fields, from_plain, option, show, to_plain
 from store.db import open_db
 from store.errors import CoiError
@@ -98,17 +98,7 @@ class LLMConfig:
 # Where each knob can come from. Precedence (highest first): a command-line flag or form value,
 # the Settings page (DB, non-secret), the environment, the dataclass default.
 SETTING_PREFIX = "llm_"
-ENV_VARS = {
-    "base_url": "OPENAI_BASE_URL",
-    "model": "COI_LLM_MODEL",
-    "api": "COI_LLM_API",
-    "temperature": "COI_LLM_TEMPERATURE",
-    "max_tokens": "COI_LLM_MAX_TOKENS",
-    "concurrency": "COI_LLM_CONCURRENCY",
-    "timeout_s": "COI_LLM_TIMEOUT_S",
-    "max_retries": "COI_LLM_MAX_RETRIES",
-    "stop": "COI_LLM_STOP",
-}
+ENV_VARS = env.LLM_VARS  # the variables live in store.env, read there only
 SOURCES = ("command line", "Settings", "environment", "default")
 
 
@@ -127,11 +117,11 @@ def resolve_with_sources(
     sources: dict[str, str] = {}
     settings = _llm_settings(db)
     for spec in form_fields(LLMConfig):
-        env_name = ENV_VARS.get(spec.name)
+        env_name, env_value = env.llm_value(spec.name)
         candidates = [
             ("command line", overrides.get(spec.name)),
             ("Settings", settings.get(spec.name)),
-            (f"environment (${env_name})", os.environ.get(env_name) if env_name else None),
+            (f"environment (${env_name})", env_value),
         ]
         for source, value in candidates:
             if value not in (None, ""):
@@ -146,7 +136,7 @@ def resolve_with_sources(
 
 def choose_api_key(base_url: str) -> str:
     """The API key sent to ``base_url``: the operator's ``$OPENAI_API_KEY`` (the one place a key is picked)."""
-    return os.environ.get("OPENAI_API_KEY", "")
+    return env.api_key()
 
 
 def _llm_settings(db: sqlite_utils.Database | None) -> dict[str, str]:

@@ -9,7 +9,6 @@ duplicate chains (chains are keyed by composition + input) and no repeated LLM c
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pipeline.embedded import llm_endpoint
 from pipeline.generate import chain_key, generate_chains, save_draft, store_composition
 from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
+from store import env
 from store.config import from_plain, to_plain
 from store.db import connect
 from store.errors import CoiError
@@ -282,7 +282,7 @@ def run_job(job_id: int, *, db_path: str | Path | None = None, progress: Progres
     if job is None:
         raise CoiError(f"No job {job_id}", "Check the job id.")
     batch = BatchConfig.from_dict(job.config)
-    llm = LLMConfig.from_dict(batch.llm, api_key=os.environ.get("OPENAI_API_KEY", ""))
+    llm = LLMConfig.from_dict(batch.llm, api_key=env.api_key())
 
     def beat(done: int, total: int, message: str) -> None:
         heartbeat(db, job_id, done=done, total=total, message=message)
