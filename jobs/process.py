@@ -153,8 +153,20 @@ def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
     if _not_dead(job):
         return job
     tail = log_tail(job.log_path)
-    finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip())
+    if finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip()):
+        _append_log(job.log_path, f"== outcome: {job.kind} #{job_id} failed: {explain_failure(tail)}")
     return get_job(db, job_id)
+
+
+def _append_log(path: str | None, line: str) -> None:
+    """Close the log of a job that died without writing its own outcome line."""
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass  # a missing or read-only log must not stop the job from being marked
 
 
 def refresh_all(db: sqlite_utils.Database) -> list[Job]:

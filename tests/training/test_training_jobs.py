@@ -76,6 +76,8 @@ def test_killed_trainer_is_failed_with_its_log_then_resumes_from_its_checkpoint(
     job = process.refresh(db, job_id)
     assert job.status == "failed"
     assert "killed" in job.error and "4/5 training" in job.error  # the plain reason, then the log tail
+    last = process.log_tail(job.log_path, 1)
+    assert last.startswith(f"== outcome: train #{job_id} failed: The process ended unexpectedly"), last
     ckpt_step = queue.checkpoint_step(job)
     assert 2 <= ckpt_step < 8
 
