@@ -30,8 +30,12 @@ pytestmark = pytest.mark.slow
 DEVICE_MODULES = (b"training.run", b"eval.run")
 
 
-def device_processes() -> list[int]:
-    """Live (non-zombie) processes running a device job's entry module."""
+def device_processes(db_path) -> list[int]:
+    """Live (non-zombie) processes running a device job's entry module on this test's database.
+
+    Other test runs on the machine have job processes too; only those with our $COI_DB count.
+    """
+    ours = f"COI_DB={db_path}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -39,9 +43,12 @@ def device_processes() -> list[int]:
         try:
             args = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if state != "Z" and b"-m" in args and b"--job" in args and any(m in args for m in DEVICE_MODULES):
+        if state == "Z" or ours not in environ:
+            continue
+        if b"-m" in args and b"--job" in args and any(m in args for m in DEVICE_MODULES):
             found.append(int(entry.name))
     return found
 
@@ -65,7 +72,7 @@ def _eval_config(model_dir, vid: int, name: str) -> EvalConfig:
 
 
 def test_train_and_two_local_evals_never_run_together_while_a_remote_generate_runs_beside(
-    db, tiny_model_dir, tmp_path, monkeypatch
+    db, db_path, tiny_model_dir, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
     vid = make_version(db)
@@ -84,12 +91,13 @@ def test_train_and_two_local_evals_never_run_together_while_a_remote_generate_ru
         assert get_job(db, gen_id).status == "running"  # remote: not behind the device queue
 
         ids = (train_id, eval_a, eval_b, gen_id)
+        assert device_processes(db_path), "the probe must see the running train job"
         most_in_db, most_procs, beside, order = 0, 0, False, []
         deadline = time.monotonic() + 400
         while any(get_job(db, i).active for i in ids):
             assert time.monotonic() < deadline, [get_job(db, i) for i in ids]
             on_device = running(db, ("train", "eval"))
-            procs = device_processes()
+            procs = device_processes(db_path)
             most_in_db, most_procs = max(most_in_db, len(on_device)), max(most_procs, len(procs))
             beside |= bool(on_device) and get_job(db, gen_id).status == "running"
             order += [i for i in on_device if i not in order]
