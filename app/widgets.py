@@ -164,8 +164,12 @@ def proposals_review(proposals: list) -> dict[int, bool]:
         if p.error:
             st.error(f"Step {p.position}: the LLM call failed; the old output stays.")
             plain_text(p.error)
+        if p.why_not_keep and not p.error:
+            st.caption(f"Not ticked: {p.why_not_keep}.")
         keep[p.position] = st.checkbox(
-            f"Keep the new output of step {p.position}", value=not p.error, key=f"keep_{p.position}"
+            f"Keep the new output of step {p.position}",
+            value=p.why_not_keep is None,
+            key=f"keep_{p.position}",
         )
     return keep
 

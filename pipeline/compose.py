@@ -118,8 +118,10 @@ def candidate_pairs(tasks: list[Task], limit: int, rng: random.Random) -> list[t
 
 
 def step_instruction(task: Task) -> str:
-    """The instruction a chain step uses: the short one if there is one."""
-    return (task.short_instruction or task.instruction).strip()
+    """The instruction a chain step uses: the short one if there is one, unless it is a proposal
+    the checks flagged that no reviewer has accepted yet."""
+    doubtful = task.short_status == "proposed" and task.short_flags
+    return (task.instruction if doubtful else task.short_instruction or task.instruction).strip()
 
 
 @dataclass

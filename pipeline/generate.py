@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from pipeline.compose import Proposal, step_instruction
+from pipeline.checks import check_step, encode
+from pipeline.compose import ACCEPTS, Proposal, input_kind, step_instruction, text_kind
 from pipeline.llm import LLMClient, LLMRequest
-from pipeline.prompts import GENERATE_STOP, generate_prompt, parse_generation
+from pipeline.prompts import GENERATE_EXAMPLE_TEXTS, GENERATE_STOP, generate_prompt, parse_generation
 from store.chains import composition_key_for_tasks, insert_chain, upsert_composition
+from store.flags import refresh_risk
 from store.hashing import content_hash
 from store.models import Chain, Step
 
@@ -26,6 +28,7 @@ class GenerationResult:
     output: str
     llm_call_id: int | None
     error: str | None
+    truncated: bool = False  # the answer used every token it was allowed
 
 
 def generate_output(client: LLMClient, instruction: str, input_text: str) -> GenerationResult:
@@ -42,8 +45,27 @@ def generate_outputs(
     for res in client.complete_many(reqs, on_result=on_result):
         text = parse_generation(res.text) if res.ok else None
         error = res.error or (None if text else "the LLM returned no usable output")
-        out.append(GenerationResult(text or "", res.llm_call_id, error))
+        truncated = bool(res.completion_tokens) and res.completion_tokens >= client.config.max_tokens
+        out.append(GenerationResult(text or "", res.llm_call_id, error, truncated))
     return out
+
+
+def step_flags(
+    proposal: Proposal, pos: int, instruction: str, step_input: str, res: GenerationResult
+) -> str | None:
+    """The generation checks on step ``pos`` (1-based), encoded for the step's ``flag`` column."""
+    tasks = proposal.tasks
+    takes = input_kind(tasks[pos]) if pos < len(tasks) else None
+    flags = check_step(
+        instruction,
+        step_input,
+        res.output,
+        truncated=res.truncated,
+        examples=GENERATE_EXAMPLE_TEXTS,
+        output_kind=text_kind(res.output, tasks[pos - 1].category) if takes else None,
+        next_accepts=ACCEPTS.get(takes) if takes else None,
+    )
+    return encode(flags)
 
 
 def chain_key(proposal: Proposal) -> str:
@@ -85,14 +107,16 @@ def generate_chains(
                 draft.error = f"step {pos}: {res.error}"
                 continue
             prev = draft.steps[-1].output
+            instruction = step_instruction(task)
             draft.steps.append(
                 Step(
                     pos,
-                    step_instruction(task),
+                    instruction,
                     prev,
                     res.output,
                     "llm",
                     task_id=task.id,
+                    flag=step_flags(draft.proposal, pos, instruction, prev, res),
                     llm_call_id=res.llm_call_id,
                 )
             )
@@ -125,4 +149,7 @@ def save_draft(db: sqlite_utils.Database, draft: ChainDraft, *, meta: dict | Non
         composition_id=store_composition(db, proposal),
         meta={"checker_reason": proposal.reason, **(meta or {})},
     )
-    return insert_chain(db, chain, key=chain_key(proposal))
+    chain_id, added = insert_chain(db, chain, key=chain_key(proposal))
+    if added and proposal.verdict != "yes":
+        refresh_risk(db, [chain_id])  # the checker's doubt counts even without step flags
+    return chain_id, added

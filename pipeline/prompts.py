@@ -149,6 +149,10 @@ _GENERATE_EXAMPLES = [
 ]
 
 
+# The examples' inputs and outputs: an answer that repeats one copied the prompt, not the task.
+GENERATE_EXAMPLE_TEXTS = tuple(text for _, inp, out in _GENERATE_EXAMPLES for text in (inp, out))
+
+
 def generate_prompt(instruction: str, input_text: str) -> str:
     """Prompt that applies ``instruction`` to ``input_text`` (the model writes the output)."""
     parts = ["Follow the instruction for the given input.\n"]

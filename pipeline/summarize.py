@@ -1,4 +1,9 @@
-"""Summarize: shorten each task's instruction to a short imperative clause (``tasks.short_instruction``)."""
+"""Summarize: shorten each task's instruction to a short imperative clause.
+
+The LLM's clause is a proposal (``tasks.short_status = 'proposed'``), checked and shown in Review; it
+never overwrites a short instruction that is there, and a rejected one is not proposed again. Chain
+steps use a proposal the checks flagged only once a reviewer accepted it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from pipeline.checks import check_short_instruction, encode
 from pipeline.llm import LLMClient, LLMRequest
 from pipeline.prompts import SUMMARIZE_STOP, parse_summary, summarize_prompt
 from store.models import Task
-from store.tasks import set_short_instruction
+from store.tasks import propose_short_instruction
 
 
 @dataclass
@@ -32,15 +38,16 @@ def summarize_tasks(
     A task whose summary failed (LLM error or unusable reply) keeps ``short_instruction`` empty, so
     a later run tries again; the chain steps then fall back to the full instruction.
     """
-    todo = [t for t in tasks if not (t.short_instruction or "").strip()]
+    todo = [t for t in tasks if not (t.short_instruction or "").strip() and t.short_status != "rejected"]
     requests = [LLMRequest(summarize_prompt(t.instruction), stop=SUMMARIZE_STOP, max_tokens=40) for t in todo]
     results = client.complete_many(requests, on_result=on_result)
     outcomes = []
     for task, res in zip(todo, results):
         short = parse_summary(res.text) if res.ok else None
         if short:
-            set_short_instruction(db, task.id, short)
-            task.short_instruction = short
+            flags = encode(check_short_instruction(task.instruction, short))
+            if propose_short_instruction(db, task.id, short, flags):
+                task.short_instruction, task.short_status, task.short_flags = short, "proposed", flags
         error = res.error or (None if short else f"unusable summary: {res.text[:80]!r}")
         outcomes.append(SummaryOutcome(task.id, short, error))
     return outcomes

@@ -10,6 +10,7 @@ import json
 import sqlite_utils
 
 from store.db import utcnow
+from store.flags import refresh_risk
 from store.hashing import content_hash
 from store.models import Chain, Step
 
@@ -125,6 +126,8 @@ def insert_chain(db: sqlite_utils.Database, chain: Chain, *, key: str | None = N
                 for s in chain.steps
             ],
         )
+        if any(s.flag for s in chain.steps):  # unflagged chains keep risk 0 without the extra reads
+            refresh_risk(db, [chain.id])
     chain.created_at = chain.updated_at = now
     return chain.id, True
 

@@ -354,7 +354,54 @@ def m007_metrics_unique(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m010_job_queue(db: sqlite_utils.Database) -> None:
+def m015_step_flags(db: sqlite_utils.Database) -> None:
+    """Generation-check flags on steps and a risk score per chain, so the queue can sort by risk."""
+    _exec(
+        db,
+        "ALTER TABLE chains ADD COLUMN risk INTEGER NOT NULL DEFAULT 0",
+        # Risk-first review walks this index and stops after one page.
+        "CREATE INDEX idx_chains_status_risk ON chains(status, risk, id)",
+        # Only flagged steps are in it: the flag-kind filter and its choices read just those.
+        "CREATE INDEX idx_steps_flagged ON steps(chain_id) WHERE flag IS NOT NULL",
+    )
+
+
+@migrations()
+def m016_judgements(db: sqlite_utils.Database) -> None:
+    """The LLM judge's verdict per step, with the rubric it used (one row per run, mode, chain, step)."""
+    _exec(
+        db,
+        """CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            eval_run_id INTEGER NOT NULL DEFAULT 0,
+            chain_id INTEGER NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            mode TEXT NOT NULL,
+            step_type TEXT NOT NULL,
+            rubric TEXT NOT NULL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('correct', 'partly', 'wrong', 'unknown')),
+            reason TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            llm_call_id INTEGER REFERENCES llm_calls(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (eval_run_id, mode, chain_id, position))""",
+        "CREATE INDEX idx_judgements_chain ON judgements(chain_id, position)",
+    )
+
+
+@migrations()
+def m017_short_proposals(db: sqlite_utils.Database) -> None:
+    """An LLM's short instruction is a proposal with a review state and the checks' flags."""
+    _exec(
+        db,
+        "ALTER TABLE tasks ADD COLUMN short_status TEXT",
+        "ALTER TABLE tasks ADD COLUMN short_flags TEXT",
+        "CREATE INDEX idx_tasks_short_status ON tasks(short_status) WHERE short_status IS NOT NULL",
+    )
+
+
+@migrations()
+def m018_job_queue(db: sqlite_utils.Database) -> None:
     """Every kind queues: each job says which resource it waits for and how its process starts.
 
     ``resource`` is 'device' (loads a local model: one at a time) or 'remote' (only calls an

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CHAIN_STATUSES = ("proposed", "needs_review", "accepted", "rejected")
+SHORT_STATUSES = ("proposed", "accepted", "rejected")
 ORIGINS = ("gold", "llm", "human")
 JOB_KINDS = ("train", "eval", "generate")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -24,6 +25,9 @@ class Task:
     short_instruction: str | None = None
     meta: dict = field(default_factory=dict)
     id: int | None = None
+    # None: the short instruction came with the data; else an LLM proposal's review state.
+    short_status: str | None = None
+    short_flags: str | None = None  # the checks' findings on a proposed short instruction (JSON)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from store.db import utcnow
+from store.flags import refresh_risk
 
 
 @dataclass
@@ -101,16 +102,33 @@ def delete_predictions(db: sqlite_utils.Database, run_id: int) -> int:
     return db.execute("DELETE FROM predictions WHERE eval_run_id = ?", [run_id]).rowcount
 
 
+def reopen_counts(db: sqlite_utils.Database, chain_ids: list[int]) -> dict[str, int]:
+    """How many of these chains each status holds: what sending them to Review would reopen."""
+    counts: dict[str, int] = {}
+    ids = list(dict.fromkeys(chain_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = (
+            f"SELECT status, count(*) FROM chains WHERE id IN ({','.join('?' * len(chunk))}) GROUP BY status"
+        )
+        for status, n in db.execute(sql, chunk):
+            counts[status] = counts.get(status, 0) + n
+    return counts
+
+
 def mark_chains_needs_review(
     db: sqlite_utils.Database,
     chain_ids: list[int],
     *,
     author: str = "",
     reason: str = "failed in evaluation",
+    failures: dict[int, dict] | None = None,
 ) -> int:
     """Send chains back to the Review queue as 'needs_review' (the eval -> review loop).
 
-    Each changed chain gets its version bumped, ``updated_at`` set and an audit row in ``edits``.
+    Each changed chain gets its version bumped, ``updated_at`` set and an audit row in ``edits``;
+    ``failures`` (chain id -> eval run, mode, failing step and its score) goes into the chain's meta
+    as ``eval_failure``, which the chain view shows as the reason and the risk sort counts.
     Chains already in 'needs_review' or that no longer exist are skipped.
 
     Returns:
@@ -136,5 +154,11 @@ def mark_chains_needs_review(
                 "VALUES (?, NULL, 'status', ?, 'needs_review', ?, ?, ?, ?)",
                 [cid, status, author, reason, now, version + 1],
             )
+            if failures and cid in failures:
+                db.execute(
+                    "UPDATE chains SET meta = json_set(meta, '$.eval_failure', json(?)) WHERE id = ?",
+                    [json.dumps(failures[cid], ensure_ascii=False), cid],
+                )
+                refresh_risk(db, [cid])
             changed += 1
     return changed

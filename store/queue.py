@@ -2,7 +2,8 @@
 
 Every filter maps to an indexed condition; a page reads its ids first (index-only where it can),
 then the details of just those rows; counts stop at a cap. Sorts: newest, oldest, checker confidence
-either way, or random with a seed (a hash of id and seed, so it is stable and pages never overlap).
+either way, risk first (generation-check flags, checker doubt, eval failures; an indexed column), or
+random with a seed (a hash of id and seed, so it is stable and pages never overlap).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from store.errors import CoiError
+from store.flags import flag_kinds
 from store.models import CHAIN_STATUSES
 
-SORTS = ("newest", "oldest", "least_confident", "most_confident", "random")
+SORTS = ("newest", "oldest", "least_confident", "most_confident", "risk", "random")
 OPEN_STATUSES = ("proposed", "needs_review")
 COUNT_CAP = 1_000
 
@@ -34,6 +36,7 @@ class QueueFilter:
     sort: str = "newest"
     seed: int = 0
     pending_for: str | None = None
+    flag_kind: str | None = None
     exclude_ids: tuple[int, ...] = field(default=())
 
 
@@ -52,6 +55,7 @@ class QueueRow:
     confidence: float | None
     composition_id: int | None
     updated_at: str
+    risk: int = 0
     n_stale: int = 0
     preview: str = ""
 
@@ -97,6 +101,13 @@ def _where(f: QueueFilter) -> tuple[str, list]:
             "NOT EXISTS (SELECT 1 FROM reviews r WHERE r.reviewer = ? AND r.chain_id = c.id AND r.decision != 'skip')",
             f.pending_for,
         )
+    if f.flag_kind:
+        # Reads only flagged steps (a partial index); a legacy plain-text flag is skipped, not an error.
+        add(
+            "c.id IN (SELECT s.chain_id FROM steps s, json_each(s.flag) j WHERE s.flag IS NOT NULL "
+            "AND json_valid(s.flag) AND json_type(s.flag) = 'array' AND json_extract(j.value, '$.kind') = ?)",
+            f.flag_kind,
+        )
     if f.exclude_ids:
         add(f"c.id NOT IN ({','.join('?' * len(f.exclude_ids))})", *f.exclude_ids)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
@@ -115,6 +126,8 @@ def _order(f: QueueFilter) -> str:
         return "co.confidence ASC, co.id, c.id DESC"  # unknown confidence (NULL) counts as least sure
     if f.sort == "most_confident":
         return "co.confidence DESC, co.id DESC, c.id DESC"
+    if f.sort == "risk":
+        return "c.risk DESC, c.id DESC"
     if f.sort == "random":
         # A multiply-xor-multiply hash of (id, seed): stable per seed, so pages never overlap.
         h = "((c.id * 2654435761) % 4294967296)"
@@ -148,7 +161,7 @@ def queue_page(
     marks = ",".join("?" * len(ids))
     rows = db.execute(
         f"""SELECT c.id, c.length, c.status, c.version, c.category, c.source, c.reviewer, co.verdict,
-                   co.confidence, c.composition_id, c.updated_at
+                   co.confidence, c.composition_id, c.updated_at, c.risk
             FROM chains c LEFT JOIN compositions co ON co.id = c.composition_id WHERE c.id IN ({marks})""",
         ids,
     ).fetchall()
@@ -206,6 +219,7 @@ def filter_choices(db: sqlite_utils.Database) -> dict[str, list]:
         "reviewer": _distinct_within_status(db, "reviewer"),
         "verdict": distinct("SELECT DISTINCT verdict FROM compositions ORDER BY verdict"),
         "length": _distinct_within_status(db, "length"),
+        "flag_kind": flag_kinds(db),
     }
 
 

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from store.db import utcnow
 from store.errors import CoiError
+from store.flags import refresh_risk
 from store.models import Chain
 from store.queue import (  # noqa: F401  (re-exported: pages import the queue from here)
     COUNT_CAP,
@@ -32,7 +33,7 @@ from store.queue import (  # noqa: F401  (re-exported: pages import the queue fr
 )
 from store.settings import get_setting
 
-STEP_FIELDS = ("output", "input", "origin", "stale", "llm_call_id")
+STEP_FIELDS = ("output", "input", "origin", "stale", "llm_call_id", "flag")
 CHAIN_FIELDS = ("status", "reviewer")
 DECISIONS = ("accept", "reject", "skip")
 REJECT_TAGS = ("", "wrong output", "steps do not chain", "unsafe", "duplicate", "low quality", "other")
@@ -198,6 +199,7 @@ def _apply(db, chain_id, changes, author, expected_version, reason, undoes) -> i
             )
         if not written:
             raise _NothingChanged  # rolls the version bump back
+        refresh_risk(db, [chain_id])
     return version
 
 
@@ -239,6 +241,7 @@ def save_step_output(
         Change("output", new_output, position),
         Change("origin", "human", position),
         Change("stale", "0", position),
+        Change("flag", None, position),  # the checks judged the LLM's text, not the reviewer's
     ]
     for pos, *_ in steps:
         if pos == position + 1:
@@ -278,6 +281,24 @@ class Proposal:
     new_output: str
     llm_call_id: int | None = None
     error: str | None = None
+
+    @property
+    def why_not_keep(self) -> str | None:
+        """Why "keep" should not be ticked for the reviewer, or None when the new output looks usable."""
+        new = _folded(self.new_output)
+        if self.error:
+            return "the LLM call failed"
+        if not new:
+            return "the new output is empty"
+        if new == _folded(self.input):
+            return "the new output repeats its input"
+        if new == _folded(self.old_output):
+            return "the new output is the old one"
+        return None
+
+
+def _folded(text: str) -> str:
+    return " ".join((text or "").casefold().split())
 
 
 def propose_regeneration(chain: Chain, generate: Callable[[str, str], object]) -> list[Proposal]:

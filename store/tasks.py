@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from store.db import utcnow
+from store.errors import CoiError
 from store.hashing import content_hash
 from store.models import Task
 
@@ -67,6 +68,8 @@ def _row_to_task(row: dict) -> Task:
         source=row["source"],
         short_instruction=row["short_instruction"],
         meta=json.loads(row["meta"] or "{}"),
+        short_status=row.get("short_status"),
+        short_flags=row.get("short_flags"),
     )
 
 
@@ -111,6 +114,46 @@ def _task_filter(categories: list[str] | None, search: str) -> tuple[str, list]:
 
 def set_short_instruction(db: sqlite_utils.Database, task_id: int, short: str) -> None:
     db.execute("UPDATE tasks SET short_instruction = ? WHERE id = ?", [short, task_id])
+
+
+def propose_short_instruction(db: sqlite_utils.Database, task_id: int, short: str, flags: str | None) -> bool:
+    """Store an LLM's short instruction as a proposal beside the original, for review.
+
+    It never replaces a short instruction that is there already (from the data, or reviewed), nor
+    one a reviewer rejected. Returns True if it was stored.
+    """
+    cur = db.execute(
+        "UPDATE tasks SET short_instruction = ?, short_status = 'proposed', short_flags = ? "
+        "WHERE id = ? AND coalesce(short_instruction, '') = '' AND coalesce(short_status, '') != 'rejected'",
+        [short, flags, task_id],
+    )
+    return bool(cur.rowcount)
+
+
+def short_proposals(db: sqlite_utils.Database, *, limit: int = 50) -> list[Task]:
+    """Short instructions awaiting review, flagged ones first."""
+    rows = db.execute(
+        "SELECT id FROM tasks WHERE short_status = 'proposed' ORDER BY short_flags IS NULL, id LIMIT ?",
+        [limit],
+    ).fetchall()
+    return get_tasks(db, [r[0] for r in rows])
+
+
+def review_short_instruction(
+    db: sqlite_utils.Database, task_id: int, decision: str, *, text: str | None = None
+) -> None:
+    """A reviewer accepts (optionally edited) or rejects a proposed short instruction. A rejected one
+    is cleared, so chain steps use the full instruction, and is never proposed again."""
+    if decision == "accept":
+        short = (text or "").strip() or None
+        sql = "UPDATE tasks SET short_status = 'accepted', short_flags = NULL, short_instruction = coalesce(?, short_instruction) WHERE id = ?"
+        db.execute(sql, [short, task_id])
+    elif decision == "reject":
+        db.execute(
+            "UPDATE tasks SET short_status = 'rejected', short_instruction = NULL WHERE id = ?", [task_id]
+        )
+    else:
+        raise CoiError(f"Unknown decision {decision!r}", "Use accept or reject.")
 
 
 def category_counts(db: sqlite_utils.Database) -> dict[str, int]:

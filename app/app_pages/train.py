@@ -153,7 +153,10 @@ def run_history(db) -> None:
         run_b = b.selectbox("with run", ids, index=0, key="train_diff_b")
         diff = config_diff(by_id[run_a].config, by_id[run_b].config)
         rows = [{"field": k, f"#{run_a}": str(va), f"#{run_b}": str(vb)} for k, va, vb in diff]
-        st.dataframe(rows, hide_index=True) if rows else st.caption("Same config.")
+        if rows:
+            st.dataframe(rows, hide_index=True)
+        else:
+            st.caption("Same config.")
 
 
 with open_db(db_path()) as _db:

@@ -11,6 +11,7 @@ from store.chains import get_chain
 from store.errors import CoiError
 from store.review import (
     ConflictError,
+    Proposal,
     QueueFilter,
     apply_regeneration,
     chain_history,
@@ -266,3 +267,18 @@ def test_saving_the_same_text_changes_nothing(db):
     cid = add_chain(db)
     assert save_step_output(db, cid, 3, "a-out3", author="a", expected_version=1) == 1
     assert get_chain(db, cid).version == 1 and chain_history(db, cid) == []
+
+
+@pytest.mark.parametrize(
+    "new, error, why",
+    [
+        ("A fresh answer.", None, None),
+        ("", None, "the new output is empty"),
+        ("  the INPUT text ", None, "the new output repeats its input"),
+        ("old answer", None, "the new output is the old one"),
+        ("", "HTTP 500", "the LLM call failed"),
+    ],
+)
+def test_keep_is_not_preselected_for_an_empty_copied_or_unchanged_output(new, error, why):
+    proposal = Proposal(2, "Do it.", "the input text", "Old answer", new, None, error)
+    assert proposal.why_not_keep == why

@@ -1,0 +1,86 @@
+"""Eval through an OpenAI-compatible endpoint: request shape and answers against the scripted
+server, plain errors for a wrong path or a dead port, and the same greedy answers as local
+generation through a real `transformers serve` on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval.endpoint import EndpointGenerator
+from eval.predict import Generation, predict_chain, predict_stepwise_gold, predict_stepwise_own
+from eval.rouge import RougeL
+from store.coi_format import chain_prompt, render_output
+from store.errors import CoiError
+from store.versions import version_records
+from tests.support.eval_runs import make_version
+from tests.support.llm_server import Fault, ScriptedLLMServer, prompt_text
+
+
+def _answer(prompt: str) -> str:
+    """The chain's input upper-cased, as step outputs with the paper's markers for chain prompts."""
+    text = prompt.split("Input:", 1)[-1].split("###", 1)[0].strip()[:40]
+    n = prompt.count(" and then ") + 1
+    return render_output([f"{text.upper()} {k}" for k in range(1, n + 1)]) if n > 1 else text.upper()
+
+
+class Local:
+    """The same answers from an in-process generator, for comparison."""
+
+    def generate(self, prompts, on_batch=None):
+        return [Generation(_answer(p), 3, False) for p in prompts]
+
+
+@pytest.fixture
+def records(db):
+    return version_records(db, make_version(db), "test")
+
+
+def test_the_three_modes_through_the_endpoint_equal_local_ones(records):
+    with ScriptedLLMServer(responder=lambda body: _answer(prompt_text(body))) as server:
+        gen = EndpointGenerator(
+            server.base_url, "my-adapter", max_new_tokens=77, concurrency=4, stop=("###",)
+        )
+        for predict in (predict_chain, predict_stepwise_gold, predict_stepwise_own):
+            remote = predict(gen, records, RougeL())
+            local = predict(Local(), records, RougeL())
+            assert [(p.chain_id, p.position, p.prediction, p.rougeL) for p in remote] == [
+                (p.chain_id, p.position, p.prediction, p.rougeL) for p in local
+            ]
+        bodies = server.requests
+    assert {(b["model"], b["temperature"], b["max_tokens"], tuple(b["stop"])) for b in bodies} == {
+        ("my-adapter", 0.0, 77, ("###",))
+    }
+    assert chain_prompt(records[0]["instructions"], records[0]["input"]) in [b["prompt"] for b in bodies]
+
+
+def test_answers_come_back_in_prompt_order_under_concurrency():
+    with ScriptedLLMServer(responder=lambda body: prompt_text(body)[::-1], latency=0.02) as server:
+        prompts = [f"prompt number {i}" for i in range(20)]
+        out = EndpointGenerator(server.base_url, "m", concurrency=8).generate(prompts)
+    assert [g.text for g in out] == [p[::-1] for p in prompts]
+
+
+def test_a_wrong_path_hints_at_v1_and_a_dead_port_names_the_url():
+    with ScriptedLLMServer() as server:
+        server.enqueue(Fault(status=404))
+        with pytest.raises(CoiError, match=r"HTTP 404 \(does the base URL end in /v1\?\)"):
+            EndpointGenerator(server.base_url, "m", max_retries=0).generate(["x"])
+    dead = "http://127.0.0.1:9/v1"
+    with pytest.raises(CoiError, match="Cannot reach the eval endpoint http://127.0.0.1:9/v1"):
+        EndpointGenerator(dead, "m", max_retries=0, timeout_s=2).generate(["x"])
+
+
+@pytest.mark.slow
+def test_transformers_serve_gives_the_local_greedy_answers(tiny_model_dir):
+    from eval.predict import load_generator
+    from pipeline.embedded import EmbeddedServer
+
+    prompts = [
+        chain_prompt(["Rewrite the text.", "Count the words."], "the cat sat on the mat"),
+        "Hello there",
+    ]
+    local = load_generator(str(tiny_model_dir), None, max_new_tokens=6, log=lambda m: None).generate(prompts)
+    with EmbeddedServer(str(tiny_model_dir), device="cpu") as server:
+        remote = EndpointGenerator(server.base_url, str(tiny_model_dir), max_new_tokens=6).generate(prompts)
+    assert [g.text for g in remote] == [g.text for g in local]
+    assert all(g.n_tokens > 0 for g in remote)
