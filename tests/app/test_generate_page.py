@@ -143,3 +143,16 @@ def test_settings_shows_where_each_llm_value_comes_from_and_saves_only_changes(d
     at.button(key="set_llm_sampling_save").click()
     at.run()
     assert any("retries must be 0 or more" in e.value for e in at.error)
+
+
+def test_a_partly_failed_batch_shows_the_count_its_warnings_as_text_and_a_resume(db):
+    insert_test_tasks(db)
+    job_id = create_job(db, "generate", {"llm": {}}, name="partial", resource="remote")
+    result = {"failed_items": 2, "total_items": 10, "warnings": ["**not bold** <b>model x</b>"], "errors": []}
+    update_job(db, job_id, result=result)
+    db.execute("UPDATE jobs SET status = 'succeeded' WHERE id = ?", [job_id])
+    at = open_page("generate", via_main=True)  # via main: its success link names a routed page
+    assert any(w.value == "2 of 10 items failed. Resume retries only those." for w in at.warning)
+    assert "**not bold** <b>model x</b>" in [c.value for c in at.code]  # literal text, never markdown
+    assert at.button(key="gen_resume")
+    assert any(f"generate #{job_id} · succeeded" in p.proto.text for p in at.get("progress"))
