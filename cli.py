@@ -14,7 +14,7 @@ import sys
 from store.db import operational_error
 from store.errors import CoiError
 
-COMMAND_MODULES = ["store.cli", "pipeline.cli", "training.cli", "eval.cli"]
+COMMAND_MODULES = ["store.cli", "pipeline.cli", "training.cli", "eval.cli", "jobs.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refresh_jobs(args: argparse.Namespace) -> None:
+    """Mark jobs whose process died as failed, so counts never show a killed job as running.
+
+    ``store`` imports nothing above it, so the data commands' caller does this for them.
+    """
+    from jobs.process import refresh_all
+    from store.db import open_db
+
+    with open_db(getattr(args, "db", None)) as db:
+        refresh_all(db)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "stats":
+            refresh_jobs(args)
         return args.func(args) or 0
     except sqlite3.OperationalError as exc:  # e.g. still busy after the bounded wait: plain words
         return _report(operational_error(exc))

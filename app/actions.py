@@ -24,6 +24,22 @@ def save_endpoint(actor: Actor, db: sqlite_utils.Database, base_url: str, model:
     return save(db, base_url, model, api)
 
 
+def save_sampling(actor: Actor, db: sqlite_utils.Database, values: dict) -> list[str]:
+    """Settings: save the LLM sampling and limits (admin). Returns the fields that changed."""
+    from pipeline.status import save_sampling as save
+
+    require(actor, ADMIN, "change Settings")
+    return save(db, values)
+
+
+def reset_sampling(actor: Actor, db: sqlite_utils.Database) -> None:
+    """Settings: clear the saved sampling values, so the environment or defaults apply (admin)."""
+    from pipeline.status import reset_sampling as reset
+
+    require(actor, ADMIN, "change Settings")
+    reset(db)
+
+
 def test_connection(actor: Actor, config, db_path: str) -> str:
     """Send one request to the configured endpoint (admin: it is part of changing Settings)."""
     from pipeline.status import test_connection as probe
@@ -49,11 +65,11 @@ def resume_batch(actor: Actor, db: sqlite_utils.Database, job_id: int, api_key: 
 
 
 def cancel_job(actor: Actor, db: sqlite_utils.Database, job_id: int) -> None:
-    """Cancel a generate or eval job (admin)."""
-    from jobs.process import cancel
+    """Cancel a queued or running generate or eval job, then start the next one (admin)."""
+    from jobs import runtime
 
     require(actor, ADMIN, "cancel a job")
-    cancel(db, job_id)
+    runtime.cancel(db, job_id)
 
 
 def submit_training(actor: Actor, db: sqlite_utils.Database, cfg) -> int:

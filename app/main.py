@@ -22,15 +22,16 @@ PAGES = Path(__file__).parent / "app_pages"
 
 
 def reattach_jobs_once() -> None:
-    """Once per session: jobs whose process died while the app was down are marked failed (resumable)."""
+    """Once per session: jobs whose process died while the app was down are marked failed (resumable),
+    and queued jobs start if their resource is free (the queue survives a restart)."""
     if st.session_state.get("jobs_reattached"):
         return
     from app.state import db_path
-    from jobs.process import refresh_all
+    from jobs.runtime import pump
     from store.db import open_db
 
     with open_db(db_path()) as db:
-        refresh_all(db)
+        pump(db)
     st.session_state["jobs_reattached"] = True
 
 

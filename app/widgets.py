@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import streamlit as st
 
+from store.config import FieldSpec
 from store.errors import CoiError
 from store.flags import decode_flags
 from store.models import Chain, Step
@@ -28,6 +29,22 @@ def guarded(fn: Callable[..., T], *args, **kwargs) -> T | None:
     except CoiError as exc:
         show_error(exc)
         return None
+
+
+def config_widget(spec: FieldSpec, value, key: str):
+    """One form widget for a config field (``store.config.FieldSpec``), chosen by its kind."""
+    label, help_ = spec.name.replace("_", " "), spec.help
+    if spec.kind == "bool":
+        return st.checkbox(label, value=value, help=help_, key=key)
+    if spec.kind == "choice":
+        return st.selectbox(label, spec.choices, index=spec.choices.index(value), help=help_, key=key)
+    if spec.kind == "int":
+        return st.number_input(label, value=int(value), step=1, help=help_, key=key)
+    if spec.kind == "float":
+        return st.number_input(label, value=float(value), format="%g", help=help_, key=key)
+    if spec.kind in ("int_list", "str_list"):
+        return st.text_input(label, value=",".join(map(str, value)), help=help_, key=key)
+    return st.text_input(label, value="" if value is None else str(value), help=help_, key=key)
 
 
 def plain_text(text: str, *, height: int | None = None, key: str | None = None) -> None:

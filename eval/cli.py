@@ -9,29 +9,18 @@ import time
 from pathlib import Path
 
 from eval.config import EvalConfig, help_of
+from store.config import add_arguments, overrides_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `coi eval` to the `coi` parser."""
     p = subparsers.add_parser("eval", help="Evaluate a base model or a trained adapter on a test split.")
     p.add_argument("--db", help="Database file (default: $COI_DB or data/coi.db).")
-    p.add_argument("--version", type=int, help=help_of("version"))
-    p.add_argument("--model", help=help_of("model"))
-    p.add_argument("--adapter-job", type=int, help=help_of("adapter_job"))
-    p.add_argument("--adapter-dir", help=help_of("adapter_dir"))
-    p.add_argument("--split", default="test", choices=("train", "test"), help=help_of("split"))
-    p.add_argument(
-        "--modes", default=",".join(EvalConfig().modes), help=help_of("modes") + " Comma-separated."
-    )
-    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size, help=help_of("batch_size"))
-    p.add_argument(
-        "--max-new-tokens", type=int, default=EvalConfig.max_new_tokens, help=help_of("max_new_tokens")
-    )
-    p.add_argument("--lengths", default="", help=help_of("lengths") + " e.g. 1,2,3")
+    # Every EvalConfig field is a flag (the same dataclass gives the Evaluate form and the saved job config);
+    # the threshold and the stemmer keep their short names because --report uses them too.
+    add_arguments(p, EvalConfig, skip=("fail_threshold", "use_stemmer"))
     p.add_argument("--threshold", type=float, default=None, help=help_of("fail_threshold"))
-    p.add_argument("--limit", type=int, help=help_of("limit"))
     p.add_argument("--stemmer", action="store_true", help=help_of("use_stemmer"))
-    p.add_argument("--name", default="", help=help_of("name"))
     p.add_argument("--wait", action="store_true", help="Wait for the run, then write the report.")
     p.add_argument("--report", type=int, metavar="RUN_ID", help="Only write the report of an existing run.")
     p.add_argument(
@@ -48,22 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    """The EvalConfig that the flags describe."""
-    return EvalConfig(
-        model=args.model,
-        adapter_job=args.adapter_job,
-        adapter_dir=args.adapter_dir,
-        version=args.version,
-        split=args.split,
-        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        lengths=tuple(int(x) for x in args.lengths.split(",") if x.strip()),
-        fail_threshold=EvalConfig.fail_threshold if args.threshold is None else args.threshold,
-        limit=args.limit,
-        use_stemmer=args.stemmer,
-        name=args.name,
-    )
+    """The EvalConfig that the flags describe (unset flags keep the defaults)."""
+    values = {**EvalConfig().to_dict(), **overrides_from_args(args, EvalConfig)}
+    if args.threshold is not None:
+        values["fail_threshold"] = args.threshold
+    values["use_stemmer"] = bool(args.stemmer)
+    return EvalConfig.from_dict(values)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -80,12 +59,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
             resume_eval(db, args.resume)
             job_id = args.resume
-            print(f"Resumed eval run #{job_id}.")
+            print(f"Resumed eval #{job_id}.")
         else:
             cfg = config_from_args(args)
             check_adapter_version(db, cfg)
             job_id = submit_eval(db, cfg)
-            print(f"Started eval run #{job_id}.")
+            print(f"Queued eval #{job_id}.")
         if not args.wait:
             print(f"Follow it on the Evaluate page; then `coi eval --report {job_id}` writes the report.")
             return 0
@@ -126,12 +105,15 @@ def check_adapter_version(db, cfg: EvalConfig) -> None:
 
 def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
     """Poll the job until it ends, printing its progress; returns its final status."""
-    from jobs.process import log_tail, refresh
+    from jobs import runtime
+    from jobs.process import log_tail
+    from store.jobs import get_job
 
     last = None
     while True:
-        job = refresh(db, job_id)
-        line = f"{job.status} {100 * job.progress:.0f}% {job.message}"
+        runtime.pump(db)  # re-attach, and start it when the device frees
+        job = get_job(db, job_id)
+        line = f"{runtime.describe_wait(db, job) or job.status} {100 * job.progress:.0f}% {job.message}"
         if line != last:
             print(line, flush=True)
             last = line
@@ -139,7 +121,7 @@ def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
             break
         time.sleep(poll_s)
     if job.status != "succeeded":
-        print(f"Eval run #{job_id} {job.status}: {job.error or ''}", file=sys.stderr)
+        print(f"eval #{job_id} {job.status}: {job.error or ''}", file=sys.stderr)
         print(log_tail(job.log_path), file=sys.stderr)
     return job.status
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
+from store.config import from_plain, to_plain
 from store.errors import CoiError
 
 MODES = ("chain", "stepwise-gold", "stepwise-own")
@@ -27,7 +28,10 @@ class EvalConfig:
     version: int | None = field(
         default=None, metadata={"help": "Dataset version id (default: the train job's, else the newest)."}
     )
-    split: str = field(default="test", metadata={"help": "Which split of the version to evaluate."})
+    split: str = field(
+        default="test",
+        metadata={"help": "Which split of the version to evaluate.", "choices": ("train", "test")},
+    )
     modes: tuple[str, ...] = field(default=MODES, metadata={"help": "Prediction modes to run."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generation batch."})
     max_new_tokens: int = field(default=128, metadata={"help": "The most new tokens per answer."})
@@ -53,14 +57,12 @@ class EvalConfig:
             raise CoiError("The fail threshold is a ROUGE-L value", "Pick a number between 0 and 1.")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> EvalConfig:
-        """Build from a saved job config; unknown keys are ignored, lists become tuples."""
-        known = {f.name for f in fields(cls)}
-        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
-        return cls(**values)
+        """Build from a saved job config; unknown keys are ignored, values coerced to the field types."""
+        return from_plain(cls, data, what="eval config")
 
 
 def help_of(name: str) -> str:

@@ -9,9 +9,9 @@ as the job result. Progress goes to the job row at every batch; cancel kills the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import sqlite_utils
 from eval.config import EvalConfig
 from store.db import connect
 from store.errors import CoiError
-from store.jobs import create_job, get_job, heartbeat
+from store.jobs import get_job, heartbeat
 from store.paths import confine_model_path
 from store.predictions import done_chain_ids, save_predictions
 from store.versions import get_version, list_versions, version_records
@@ -83,17 +83,26 @@ def load_eval_records(db: sqlite_utils.Database, cfg: EvalConfig) -> list[dict]:
     return records
 
 
-def submit_eval(db: sqlite_utils.Database, cfg: EvalConfig, *, launch_process: bool = True) -> int:
-    """Validate the config, create the 'eval' job and start its process; returns the job id."""
-    from jobs.process import launch
+def submit_eval(
+    db: sqlite_utils.Database,
+    cfg: EvalConfig,
+    *,
+    launch_process: bool = True,
+    launcher: list[str] | None = None,
+) -> int:
+    """Validate the config and queue the 'eval' job; it starts when the device is free. Returns the job id.
+
+    An eval run loads a local model, so it claims the device: it waits while a training run, another
+    eval or the embedded LLM holds it. ``launch_process=False`` only queues it.
+    """
+    from jobs import runtime
 
     cfg = resolve_config(db, cfg)
     load_eval_records(db, cfg)  # fail now, in the form, rather than in the background
     name = cfg.name or _default_name(cfg)
-    job_id = create_job(db, "eval", cfg.to_dict(), name=name)
-    if launch_process:
-        launch(db, job_id, "eval.run")
-    return job_id
+    return runtime.submit(
+        db, "eval", cfg.to_dict(), name=name, resource="device", launcher=launcher, start=launch_process
+    )
 
 
 def _default_name(cfg: EvalConfig) -> str:
@@ -106,8 +115,11 @@ def _default_name(cfg: EvalConfig) -> str:
     return f"{model}{tuned} on v{cfg.version}/{cfg.split}"
 
 
-def run_eval(job_id: int) -> dict:
-    """The child's main sequence: model -> predictions per mode -> report; returns the job result."""
+def run_eval(job_id: int, *, after_chunk: Callable[[], None] = lambda: None) -> dict:
+    """The child's main sequence: model -> predictions per mode -> report; returns the job result.
+
+    ``after_chunk`` runs after each saved group of chains (tests inject a pause there).
+    """
     from eval.predict import PREDICTORS, load_generator, units
     from eval.report import build_report, write_report
     from eval.rouge import RougeL
@@ -141,7 +153,7 @@ def run_eval(job_id: int) -> dict:
             rows = PREDICTORS[mode](gen, chunk, scorer, progress)
             save_predictions(db, job_id, rows)  # one transaction: a chain's steps land together or not at all
             n_rows += len(rows)
-            _throttle()
+            after_chunk()
         log(f"2/3 {mode}: {n_rows} new step predictions over {len(todo)} chains")
     report = build_report(db, job_id, threshold=cfg.fail_threshold)
     paths = write_report(report, _report_dir(job))
@@ -168,24 +180,15 @@ def chunks(records: list[dict], size: int) -> list[list[dict]]:
     return [records[i : i + size] for i in range(0, len(records), max(size, 1))]
 
 
-def _throttle() -> None:
-    delay = float(os.environ.get("COI_EVAL_CHUNK_SLEEP", "0") or 0)  # test/debug throttle
-    if delay:
-        time.sleep(delay)
-
-
 def resume_eval(db: sqlite_utils.Database, job_id: int) -> int:
-    """Start a failed or cancelled eval run again; it keeps the predictions it saved. Returns the pid.
+    """Queue a failed or cancelled eval run again; it keeps the predictions it saved. Returns its id.
 
     Raises:
         CoiError: no such eval run, or it is not failed/cancelled.
     """
-    from jobs.process import resume
+    from jobs import runtime
 
-    job = get_job(db, job_id)
-    if job is None or job.kind != "eval":
-        raise CoiError(f"There is no eval run #{job_id}", "Pick a run from the list.")
-    return resume(db, job_id, "eval.run")
+    return runtime.resume(db, job_id, "eval").id
 
 
 def _report_dir(job) -> Path:
@@ -194,13 +197,14 @@ def _report_dir(job) -> Path:
     return logs_dir().parent / "eval" / f"run-{job.id}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, after_chunk: Callable[[], None] = lambda: None) -> int:
+    """``python -m eval.run --job ID``; ``after_chunk`` is the hook a test wrapper injects."""
     from jobs.process import run_as_job
 
     parser = argparse.ArgumentParser(prog="python -m eval.run")
     parser.add_argument("--job", type=int, required=True, help="The eval job's id.")
     args = parser.parse_args(argv)
-    return run_as_job(args.job, run_eval)
+    return run_as_job(args.job, lambda job_id: run_eval(job_id, after_chunk=after_chunk))
 
 
 if __name__ == "__main__":

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store import env as env_vars
 from store.access import LOGIN_SECRETS
 from store.db import connect, default_db_path, utcnow
 from store.errors import CoiError
-from store.jobs import Job, finish_job, get_job, requeue, update_job
+from store.jobs import Job, finish_job, get_job, update_job
 
 # Popen objects of children started by this process, so they are reaped (no zombies) when they end.
 _children: dict[int, subprocess.Popen] = {}
@@ -35,8 +36,8 @@ LAUNCH_GRACE_S = 30.0
 
 def logs_dir() -> Path:
     """Where job logs go: ``$COI_LOG_DIR`` or ``logs/`` beside the database."""
-    env = os.environ.get("COI_LOG_DIR")
-    return Path(env) if env else default_db_path().resolve().parent / "logs"
+    configured = env_vars.get(env_vars.LOG_DIR)
+    return Path(configured) if configured else default_db_path().resolve().parent / "logs"
 
 
 def launch(
@@ -91,36 +92,6 @@ def launch(
     return proc.pid
 
 
-def resume(
-    db: sqlite_utils.Database,
-    job_id: int,
-    module: str,
-    *,
-    env: dict[str, str] | None = None,
-    launcher: list[str] | None = None,
-) -> int:
-    """Launch a failed or cancelled job again (its module picks up where the saved rows end).
-
-    Generation skips chains and LLM calls already stored, eval skips predictions already saved,
-    training continues from its newest checkpoint (training resumes through ``training.queue``).
-
-    Returns:
-        The new pid.
-
-    Raises:
-        CoiError: the job does not exist or is not failed/cancelled.
-    """
-    job = refresh(db, job_id)
-    if job is None:
-        raise CoiError(f"There is no job #{job_id}", "Pick a job from the list.")
-    if not requeue(db, job_id):
-        raise CoiError(
-            f"Job #{job_id} is {job.status}; only failed or cancelled jobs can be resumed",
-            "Wait for it to end, or cancel it first.",
-        )
-    return launch(db, job_id, module, extra_args=None, launcher=launcher, env=env)
-
-
 def _db_file(db: sqlite_utils.Database) -> str:
     return db.execute("PRAGMA database_list").fetchone()[2]
 
@@ -168,7 +139,7 @@ def _not_dead(job: Job | None) -> bool:
         job is None
         or job.status != "running"
         or _launching(job)
-        or (is_alive(job.pid) and runs_job(job.pid, job.id))
+        or (is_alive(job.pid) and (job.launch.get("foreground") or runs_job(job.pid, job.id)))
     )
 
 
@@ -182,8 +153,20 @@ def refresh(db: sqlite_utils.Database, job_id: int) -> Job | None:
     if _not_dead(job):
         return job
     tail = log_tail(job.log_path)
-    finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip())
+    if finish_job(db, job_id, "failed", error=f"{explain_failure(tail)}\n\n{tail}".strip()):
+        _append_log(job.log_path, f"== outcome: {job.kind} #{job_id} failed: {explain_failure(tail)}")
     return get_job(db, job_id)
+
+
+def _append_log(path: str | None, line: str) -> None:
+    """Close the log of a job that died without writing its own outcome line."""
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass  # a missing or read-only log must not stop the job from being marked
 
 
 def refresh_all(db: sqlite_utils.Database) -> list[Job]:
@@ -315,18 +298,35 @@ def force_weights_only() -> None:
 def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
     """The child side: run ``body(job_id)`` and record how it ended. Returns an exit code.
 
-    ``body`` returns the job's result dict. SIGTERM (cancel) ends it as 'cancelled'; an exception
-    ends it as 'failed' with the traceback, which also goes to the log.
+    ``body`` returns the job's result dict. SIGTERM (cancel) ends it as 'cancelled'; ``JobFailed``
+    (the work failed, e.g. every item) ends it as 'failed' with its plain reason and result; any
+    other exception as 'failed' with the traceback, which also goes to the log. The log ends with
+    a summary of the outcome, and the queue is pumped so the next job starts.
     """
     signal.signal(signal.SIGTERM, _raise_cancelled)
     force_weights_only()  # a job never unpickles arbitrary objects, whatever a library asks torch.load
     db = connect()
     update_job(db, job_id, status="running", pid=os.getpid(), heartbeat_at=utcnow())
+    code = _run_body(db, job_id, body)
+    _log_outcome(db, job_id)
+    _pump_next(db, job_id)
+    return code
+
+
+def _run_body(db: sqlite_utils.Database, job_id: int, body: Callable[[int], dict | None]) -> int:
     try:
         result = body(job_id) or {}
     except JobCancelled:
         finish_job(db, job_id, "cancelled", error="Cancelled by the user.")
         return 130
+    except JobFailed as exc:
+        update_job(db, job_id, result=exc.result)
+        finish_job(db, job_id, "failed", error=exc.message)
+        return 1
+    except CoiError as exc:  # a reason a user can act on: shown as it is, not as a crash
+        print(f"error: {exc.message}\nhint: {exc.hint}", file=sys.stderr, flush=True)
+        finish_job(db, job_id, "failed", error=f"{exc.message}\n{exc.hint}".strip())
+        return 1
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
         trace = traceback.format_exc()
         print(trace, file=sys.stderr, flush=True)
@@ -335,6 +335,59 @@ def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
     update_job(db, job_id, result=result, progress=1.0)
     finish_job(db, job_id, "succeeded")
     return 0
+
+
+def _log_outcome(db: sqlite_utils.Database, job_id: int) -> None:
+    """The last lines of every job log: how it ended, and its errors."""
+    from jobs.runtime import outcome_line
+
+    job = get_job(db, job_id)
+    print(f"== outcome: {outcome_line(job)}", flush=True)
+    for item in (job.result.get("errors") or [])[:5]:
+        print(f"== error: {item.get('item')}: {item.get('error')}", flush=True)
+    if job.status != "succeeded" and job.error:
+        print(f"== reason: {job.error.strip()}", flush=True)
+
+
+def _pump_next(db: sqlite_utils.Database, job_id: int) -> None:
+    """Leave a detached waiter that pumps the queue once this process has exited (and freed its model).
+
+    This job's own launch env (e.g. CUDA_VISIBLE_DEVICES) is not passed on to the next job.
+    """
+    job = get_job(db, job_id)
+    drop = set(job.launch.get("env") or {}) if job else set()
+    env = {k: v for k, v in os.environ.items() if k not in drop and k not in LOGIN_SECRETS}
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "jobs.pump", "--after", str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=str(_project_root()),
+        )
+    except OSError as exc:  # the job itself is done; the next pump (app, CLI) starts the queue
+        print(f"could not start the queue waiter: {exc!r}", file=sys.stderr, flush=True)
+
+
+def device_held_by_ended(db: sqlite_utils.Database) -> list[Job]:
+    """Device jobs already ended in the DB whose process is still exiting (their model not yet freed)."""
+    rows = db.query(
+        "SELECT id FROM jobs WHERE resource = 'device' AND status IN ('succeeded', 'failed', 'cancelled') "
+        "AND pid IS NOT NULL ORDER BY ended_at DESC LIMIT 20"
+    )
+    jobs = [get_job(db, r["id"]) for r in rows]
+    return [j for j in jobs if is_alive(j.pid) and runs_job(j.pid, j.id)]
+
+
+class JobFailed(Exception):
+    """Raised by a job body whose work failed (not a crash): a plain reason, and the result so far."""
+
+    def __init__(self, message: str, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result or {}
 
 
 class JobCancelled(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 
@@ -19,12 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-n", "--n-chains", type=int, default=20, help="how many chains to propose")
     p.add_argument("--lengths", type=int, nargs="+", default=[2], help="chain lengths (2-5)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--base-url", default=None, help="OpenAI-compatible endpoint (default: Settings, then env)"
-    )
-    p.add_argument("--model", default=None, help="model name (default: Settings, then $COI_LLM_MODEL)")
-    p.add_argument("--api", choices=["completions", "chat"], default=None)
-    p.add_argument("--concurrency", type=int, default=8)
+    from pipeline.llm import LLMConfig
+    from store.config import add_arguments
+
+    add_arguments(p, LLMConfig)  # every endpoint and sampling knob; unset flags keep Settings/env/default
     p.add_argument("--background", action="store_true", help="start a background job and print its id")
     p.add_argument(
         "--resume",
@@ -45,26 +44,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipeline.llm import LLMConfig
-    from pipeline.run import BatchConfig, launch_batch, run_job, tqdm_progress
-    from store.db import connect, utcnow
-    from store.jobs import create_job, finish_job, update_job
+    from pipeline.run import BatchConfig, launch_batch
+    from store import env
+    from store.config import overrides_from_args
+    from store.db import connect
 
     db = connect(args.db)
     if args.resume:
         from pipeline.run import resume_batch
 
-        pid = resume_batch(db, args.resume)  # the job applies the key rule itself (store.endpoints)
-        print(f"Resumed job {args.resume} (pid {pid}); saved chains and answered calls are reused.")
+        resume_batch(db, args.resume)  # the job applies the key rule itself (store.endpoints)
+        print(f"Resumed generate #{args.resume}; saved chains and answered calls are reused.")
         return 0
-    llm = LLMConfig.resolve(
-        db,
-        base_url=args.base_url,
-        model=args.model,
-        api=args.api,
-        concurrency=args.concurrency,
-        # A --base-url typed in the shell is the operator's own choice; a saved one is not.
-        api_key=os.environ.get("OPENAI_API_KEY", "") if args.base_url else None,
-    )
+    overrides = overrides_from_args(args, LLMConfig)
+    # A --base-url typed in the shell is the operator's own choice; a saved one is not.
+    overrides["api_key"] = env.api_key() if args.base_url else None
+    llm = LLMConfig.resolve(db, **overrides)
     batch = BatchConfig(
         task_ids=tuple(args.tasks),
         categories=tuple(args.categories),
@@ -75,19 +70,56 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     print(f"LLM: {llm.describe()}")
     if args.background:
-        print(f"Started job {launch_batch(db, batch, llm)} (follow it on the Generate page).")
+        print(f"Started generate #{launch_batch(db, batch, llm)} (follow it on the Generate page).")
         return 0
-    job_id = create_job(db, "generate", {**batch.to_dict(), "llm": llm.to_dict()}, status="running")
-    update_job(db, job_id, started_at=utcnow())
+    return run_foreground(db, args.db, batch, llm)
+
+
+def run_foreground(db, db_path, batch, llm) -> int:
+    """Run a batch in this process as a job row; exit code 1 when the job fails, 0 otherwise."""
+    from jobs.process import JobFailed
+    from pipeline.run import run_job, tqdm_progress
+    from store.db import utcnow
+    from store.errors import CoiError
+    from store.jobs import create_job, finish_job, update_job
+
+    resource = "device" if llm.embedded else "remote"  # counted by the queue while it runs
+    # 'foreground': this process (not `python -m pipeline.run --job ID`) runs it, so refresh checks only its pid.
+    job_id = create_job(
+        db, "generate", batch.to_dict(), status="running", resource=resource, launch={"foreground": True}
+    )
+    update_job(db, job_id, started_at=utcnow(), pid=os.getpid())
     try:
-        result = run_job(job_id, db_path=args.db, progress=tqdm_progress(), api_key=llm.api_key)
+        result = run_job(job_id, db_path=db_path, progress=tqdm_progress(), api_key=llm.api_key)
+    except JobFailed as exc:
+        update_job(db, job_id, result=exc.result)
+        finish_job(db, job_id, "failed", error=exc.message)
+        print(format_summary(exc.result))
+        print(f"generate #{job_id} failed: {exc.message}", file=sys.stderr)
+        return 1
+    except CoiError as exc:
+        finish_job(db, job_id, "failed", error=f"{exc.message}\n{exc.hint}".strip())
+        print(f"generate #{job_id} failed: {exc.message}", file=sys.stderr)
+        raise
     except BaseException as exc:
         finish_job(db, job_id, "failed", error=repr(exc))
         raise
     update_job(db, job_id, result=result, progress=1.0)
     finish_job(db, job_id, "succeeded")
     print(format_summary(result))
+    print(outcome_text(job_id, result))
     return 0
+
+
+def outcome_text(job_id: int, result: dict) -> str:
+    """'generate #3 succeeded' plus 'N of M items failed' and how to retry them."""
+    failed, total = result.get("failed_items", 0), result.get("total_items", 0)
+    if not failed:
+        return f"generate #{job_id} succeeded"
+    return (
+        f"generate #{job_id} succeeded: {failed} of {total} items failed "
+        f"(retry only those: coi generate --resume {job_id})"
+    )
 
 
 def format_summary(result: dict) -> str:
@@ -102,6 +134,7 @@ def format_summary(result: dict) -> str:
         f"LLM time {usage.get('latency_ms', 0) / 1000:.1f} s",
     ]
     lines += [f"error: {e['item']}: {e['error']}" for e in result.get("errors", [])[:20]]
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -12,17 +12,18 @@ from ``to_dict()``, from ``repr`` and from every stored request.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import sqlite_utils
 
+from store import env
+from store.config import coerce, form_fields, from_plain, option, show, to_plain
 from store.db import open_db
 from store.endpoints import operator_key
 from store.errors import CoiError
@@ -41,34 +42,43 @@ SETTING_API = "llm_api"
 class LLMConfig:
     """Where and how to call the LLM. ``api_key`` is never persisted or printed."""
 
-    base_url: str = field(default="", metadata={"help": "OpenAI-compatible base URL ('' = embedded model)"})
-    model: str = field(default="", metadata={"help": "Model name the endpoint expects"})
-    api_key: str = field(default="", repr=False, metadata={"help": "API key (memory/env only)"})
-    api: str = field(default="completions", metadata={"help": "'completions' (base models) or 'chat'"})
-    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature"})
-    max_tokens: int = field(default=128, metadata={"help": "Max new tokens per call"})
-    concurrency: int = field(default=8, metadata={"help": "Requests in flight at once"})
-    timeout_s: float = field(default=120.0, metadata={"help": "Per-request timeout"})
-    max_retries: int = field(default=4, metadata={"help": "Retries after the first try"})
-    backoff_base_s: float = field(default=0.5, metadata={"help": "First backoff delay"})
-    backoff_max_s: float = field(default=30.0, metadata={"help": "Longest backoff delay"})
+    base_url: str = option(
+        "", "OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 ('' = embedded model)"
+    )
+    model: str = option("", "Model name the endpoint expects")
+    api_key: str = field(default="", repr=False)  # memory/env only: no help, so no form field or flag
+    api: str = option("completions", "'completions' (base models) or 'chat' (instruct models)", choices=APIS)
+    temperature: float = option(0.0, "Sampling temperature (0: deterministic)")
+    max_tokens: int = option(128, "Max new tokens per step (per call)")
+    concurrency: int = option(8, "Requests in flight at once")
+    timeout_s: float = option(120.0, "Per-request timeout in seconds")
+    max_retries: int = option(4, "Retries after the first try (429, 5xx, timeouts, empty answers)")
+    backoff_base_s: float = option(0.5, "First backoff delay in seconds")
+    backoff_max_s: float = option(30.0, "Longest backoff delay in seconds")
+    stop: tuple[str, ...] = option((), "Extra stop sequences, comma-separated (added to each prompt's own)")
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
             raise CoiError(f"Unknown LLM api {self.api!r}", "Use 'completions' (base models) or 'chat'.")
         if self.concurrency < 1:
             raise CoiError("Concurrency must be at least 1", "Set concurrency to 1 or more.")
+        checks = [
+            (self.temperature >= 0, "temperature must be 0 or more"),
+            (self.max_tokens >= 1, "max tokens per step must be at least 1"),
+            (self.timeout_s > 0, "the timeout must be positive"),
+            (self.max_retries >= 0, "retries must be 0 or more"),
+        ]
+        for ok, why in checks:
+            if not ok:
+                raise CoiError(f"Bad LLM setting: {why}", "Fix that field and save again.")
 
     def to_dict(self) -> dict:
         """Everything but the key (safe to store in a job config or show)."""
-        out = asdict(self)
-        out.pop("api_key")
-        return out
+        return to_plain(self, exclude=("api_key",))
 
     @classmethod
     def from_dict(cls, data: dict, *, api_key: str = "") -> LLMConfig:
-        names = {f.name for f in fields(cls)} - {"api_key"}
-        return cls(**{k: v for k, v in data.items() if k in names}, api_key=api_key)
+        return from_plain(cls, data, what="LLM config", api_key=api_key)
 
     @property
     def embedded(self) -> bool:
@@ -82,24 +92,74 @@ class LLMConfig:
 
     @classmethod
     def resolve(cls, db: sqlite_utils.Database | None = None, **overrides) -> LLMConfig:
-        """Settings page values, then $OPENAI_BASE_URL / $COI_LLM_MODEL, then defaults; key from env only,
-        and only for an operator-configured endpoint."""
-        settings = {}
-        if db is not None:
-            settings = {
-                "base_url": get_setting(db, SETTING_BASE_URL) or "",
-                "model": get_setting(db, SETTING_MODEL) or "",
-                "api": get_setting(db, SETTING_API) or "",
-            }
-        values = {
-            "base_url": settings.get("base_url") or os.environ.get("OPENAI_BASE_URL", ""),
-            "model": settings.get("model") or os.environ.get("COI_LLM_MODEL", ""),
-            "api": settings.get("api") or os.environ.get("COI_LLM_API", "") or "completions",
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        # The operator's key goes only to an endpoint the operator configured (store.endpoints).
-        values.setdefault("api_key", operator_key(values["base_url"]))
-        return cls(**values)
+        """The config in effect: see :func:`resolve_with_sources` for the precedence."""
+        return resolve_with_sources(db, **overrides)[0]
+
+
+# Where each knob can come from. Precedence (highest first): a command-line flag or form value,
+# the Settings page (DB, non-secret), the environment, the dataclass default.
+SETTING_PREFIX = "llm_"
+ENV_VARS = env.LLM_VARS  # the variables live in store.env, read there only
+SOURCES = ("command line", "Settings", "environment", "default")
+
+
+def resolve_with_sources(
+    db: sqlite_utils.Database | None = None, **overrides
+) -> tuple[LLMConfig, dict[str, str]]:
+    """The LLM config in effect and, per field, where its value came from.
+
+    Precedence: ``overrides`` (flags, form) > Settings page > environment > default. The API key
+    comes from the environment only (:func:`choose_api_key`).
+
+    Raises:
+        CoiError: a value does not fit its field (the message names the field and where it came from).
+    """
+    values: dict = {}
+    sources: dict[str, str] = {}
+    settings = _llm_settings(db)
+    for spec in form_fields(LLMConfig):
+        env_name, env_value = env.llm_value(spec.name)
+        candidates = [
+            ("command line", overrides.get(spec.name)),
+            ("Settings", settings.get(spec.name)),
+            (f"environment (${env_name})", env_value),
+        ]
+        for source, value in candidates:
+            if value not in (None, ""):
+                values[spec.name] = coerce(LLMConfig, spec.name, value, what=f"LLM setting from {source}")
+                sources[spec.name] = source
+                break
+        else:
+            sources[spec.name] = "default"
+    values["api_key"] = overrides.get("api_key") or choose_api_key(values.get("base_url", ""))
+    return LLMConfig(**values), sources
+
+
+def choose_api_key(base_url: str) -> str:
+    """The API key sent to ``base_url`` (the one place a key is picked): the operator's key, and only
+    for an endpoint the operator configured (``store.endpoints``); '' for any other URL."""
+    return operator_key(base_url)
+
+
+def _llm_settings(db: sqlite_utils.Database | None) -> dict[str, str]:
+    if db is None:
+        return {}
+    out = {}
+    for spec in form_fields(LLMConfig):
+        value = get_setting(db, SETTING_PREFIX + spec.name)
+        if value not in (None, ""):
+            out[spec.name] = value
+    return out
+
+
+def save_settings(db: sqlite_utils.Database, values: dict) -> None:
+    """Store the Settings page's LLM values ('' clears one, so the environment or default applies)."""
+    from store.settings import set_setting
+
+    for spec in form_fields(LLMConfig):
+        if spec.name in values:
+            value = values[spec.name]
+            set_setting(db, SETTING_PREFIX + spec.name, show(value) if value is not None else "")
 
 
 @dataclass(frozen=True)
@@ -143,6 +203,10 @@ class _Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class _Final(Exception):
+    """A failure a resend cannot fix (an empty answer at temperature 0 comes back the same)."""
 
 
 @dataclass
@@ -250,6 +314,34 @@ class LLMClient:
             )
         return outcome.text or ""
 
+    def preflight(self) -> list[str]:
+        """Before a batch: one tiny request, and ``/models`` where the server has it.
+
+        Returns:
+            Warnings in plain words (e.g. the model name is not one the server lists).
+
+        Raises:
+            CoiError: the endpoint does not answer the tiny request (the reason names the URL).
+        """
+        outcome = self._call(LLMRequest("Say OK.\nAnswer:", stop=("\n",), max_tokens=4), retries=1)
+        if outcome.error and "empty completion" not in outcome.error:  # an empty reply still proves it is up
+            raise CoiError(f"The LLM endpoint did not answer: {outcome.error}", _hint_for(outcome.error))
+        names = self.listed_models()
+        if names is not None and self.config.model and self.config.model not in names:
+            shown = ", ".join(names[:10]) or "none"
+            return [
+                f"The model name {self.config.model!r} is not among the models {self.config.base_url} lists "
+                f"({shown}); the server may answer with another model, and the chains record the wrong name."
+            ]
+        return []
+
+    def listed_models(self) -> list[str] | None:
+        """The model ids ``GET /models`` lists (None when the server has no such route or it fails)."""
+        try:
+            return [m.id for m in self._sdk.models.list().data]
+        except Exception:  # noqa: BLE001 - many servers have no /models; that is no error
+            return None
+
     # -- internals ---------------------------------------------------------------------------------
     def _send_pending(self, db, reqs, pending, results, on_result) -> None:
         if not pending:
@@ -308,8 +400,9 @@ class LLMClient:
             "temperature": self.config.temperature,
             "max_tokens": request.max_tokens or self.config.max_tokens,
         }
-        if request.stop:
-            body["stop"] = list(request.stop)
+        stop = list(dict.fromkeys([*request.stop, *self.config.stop]))
+        if stop:
+            body["stop"] = stop
         if self.config.api == "chat":
             body["messages"] = [{"role": "user", "content": request.prompt}]
         else:
@@ -331,8 +424,11 @@ class LLMClient:
                 outcome.error = str(exc)
                 if attempt <= retries:
                     self._sleep(self._backoff(attempt, exc.retry_after))
+            except _Final as exc:  # resending would give the same answer
+                outcome.error = str(exc)
+                break
             except Exception as exc:  # noqa: BLE001 - a 4xx or an unexpected failure: no retry
-                outcome.error = f"{type(exc).__name__}: {exc}"
+                outcome.error = self._explain(exc)
                 break
         outcome.latency_ms = (self._clock() - started) * 1000
         if outcome.error and self.config.api_key:  # some servers echo the key they refused
@@ -346,6 +442,15 @@ class LLMClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, 300.0))
         return delay
+
+    def _explain(self, exc: Exception) -> str:
+        """A non-retryable failure in plain words, naming the URL (a 404 hints at /v1)."""
+        if isinstance(exc, self._openai.APIStatusError):
+            text = f"HTTP {exc.status_code} from {self.config.base_url}: {_short(exc)}"
+            if exc.status_code == 404:
+                text += " (is the path right? OpenAI-compatible servers usually serve under /v1)"
+            return text
+        return f"{type(exc).__name__} from {self.config.base_url}: {exc}"
 
     def _send_once(self, request: LLMRequest) -> tuple[str, int | None, int | None]:
         body = self._request_body(request)
@@ -361,17 +466,38 @@ class LLMClient:
         except self._openai.APIStatusError as exc:
             if exc.status_code == 429 or exc.status_code >= 500 or exc.status_code == 408:
                 raise _Retryable(
-                    f"HTTP {exc.status_code}: {_short(exc)}", _retry_after(exc.response)
+                    f"HTTP {exc.status_code} from {self.config.base_url}: {_short(exc)}",
+                    _retry_after(exc.response),
                 ) from exc
             raise
-        except (self._openai.APITimeoutError, self._openai.APIConnectionError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {_short(exc)}") from exc
+        except self._openai.APITimeoutError as exc:
+            raise _Retryable(
+                f"no answer from {self.config.base_url} within {self.config.timeout_s:g} s (timeout)"
+            ) from exc
+        except self._openai.APIConnectionError as exc:
+            raise _Retryable(f"could not connect to {self.config.base_url} ({_short(exc)})") from exc
         except (ValueError, TypeError, AttributeError) as exc:  # JSON decode or schema errors
-            raise _Retryable(f"invalid response: {type(exc).__name__}") from exc
+            raise _Retryable(f"invalid response from {self.config.base_url}: {type(exc).__name__}") from exc
         if not isinstance(text, str) or not text.strip():
+            if self.config.temperature == 0:
+                raise _Final(
+                    f"empty completion from {self.config.base_url} (not resent: at temperature 0 "
+                    "the same request gives the same answer)"
+                )
             raise _Retryable("empty completion")
         usage = getattr(resp, "usage", None)
         return text, getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+
+def _hint_for(error: str) -> str:
+    """What to do about an endpoint error, in plain words."""
+    if "HTTP 404" in error:
+        return "Check the base URL: OpenAI-compatible servers usually serve under /v1 (e.g. http://127.0.0.1:8080/v1)."
+    if "could not connect" in error:
+        return "Is the server running, and are the host and port right?"
+    if "HTTP 401" in error or "HTTP 403" in error:
+        return "Check the API key ($OPENAI_API_KEY, or the key field in Settings)."
+    return "Check the base URL, model and key in Settings."
 
 
 def _short(exc: Exception) -> str:

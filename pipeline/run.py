@@ -12,7 +12,7 @@ import argparse
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlite_utils
@@ -30,10 +30,11 @@ from pipeline.embedded import llm_endpoint
 from pipeline.generate import chain_key, generate_chains, save_draft, store_composition
 from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
+from store.config import from_plain, to_plain
 from store.db import connect
 from store.endpoints import job_env, job_key
 from store.errors import CoiError
-from store.jobs import create_job, get_job, heartbeat
+from store.jobs import get_job, heartbeat
 from store.llm_calls import job_call_totals
 from store.pipeline_queries import existing_chain_keys, select_tasks
 
@@ -63,13 +64,11 @@ class BatchConfig:
             raise CoiError("The number of chains must be at least 1", "Ask for 1 chain or more.")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> BatchConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-        return cls(**kw)
+        return from_plain(cls, data, what="batch config")
 
 
 @dataclass
@@ -85,10 +84,18 @@ class BatchReport:
     chains_existing: int = 0
     errors: list = field(default_factory=list)
     usage: dict = field(default_factory=dict)
+    total_items: int = 0  # LLM work items asked this run (summaries, checks, chains)
+    failed_items: int = 0
+    warnings: list = field(default_factory=list)
+    endpoint: str = ""
 
-    def error(self, item: str, message: str) -> None:
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append({"item": item, "error": message})
+    def item(self, name: str, error: str | None) -> None:
+        """Count one work item; a failed one keeps its error (the first MAX_ERRORS_KEPT)."""
+        self.total_items += 1
+        if error:
+            self.failed_items += 1
+            if len(self.errors) < MAX_ERRORS_KEPT:
+                self.errors.append({"item": name, "error": error})
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +138,40 @@ def run_batch(
     proposals = _compose(db, client, tasks, batch, rng, report, counter)
     _generate(db, client, proposals, report, counter, job_id=client.job_id)
     report.usage = client.totals.as_dict()
+    report.endpoint = client.config.base_url
+    report.warnings += outcome_warnings(report, client.config)
     return report
+
+
+def outcome_warnings(report: BatchReport, llm: LLMConfig) -> list[str]:
+    """Plain warnings naming the likely cause when a batch made nothing useful."""
+    out = []
+    verdicts = report.verdicts
+    if verdicts and set(verdicts) == {"unknown"} and report.failed_items < report.total_items:
+        out.append(
+            f"Every checker verdict was 'unknown': the model's answers could not be read as yes/no. "
+            f"Likely cause: the API mode does not fit the model ('{llm.api}' mode; a base model needs "
+            "'completions', an instruct model 'chat'), or max tokens per step is too low."
+        )
+    if report.chains_added == 0 and report.chains_existing == 0 and report.failed_items < report.total_items:
+        if verdicts.get("yes", 0) == 0 and verdicts:
+            cause = "the checker accepted no pair (see the verdicts)"
+        else:
+            cause = "the chain steps could not be generated"
+        out.append(
+            f"The batch made 0 chains: {cause}. With chat mode against a base model (or the reverse) "
+            "answers come back empty or off-format; check the API setting and the model."
+        )
+    return out
+
+
+def failure_message(report: BatchReport) -> str:
+    """Why a batch whose every item failed failed: the first error and the URL, in plain words."""
+    first = report.errors[0]["error"] if report.errors else "no reason recorded"
+    return (
+        f"All {report.total_items} LLM items failed against {report.endpoint or 'the embedded model'}. "
+        f"First error: {first}"
+    )
 
 
 def _summarize(db, client, tasks, report, counter) -> None:
@@ -139,8 +179,7 @@ def _summarize(db, client, tasks, report, counter) -> None:
     counter.start("summarizing instructions", todo)
     for out in summarize_tasks(db, client, tasks, on_result=counter.on_result):
         report.summarized += out.short is not None
-        if out.error:
-            report.error(f"summarize task {out.task_id}", out.error)
+        report.item(f"summarize task {out.task_id}", out.error)
 
 
 def _compose(db, client, tasks, batch, rng, report, counter) -> list[Proposal]:
@@ -175,8 +214,7 @@ def _check(db, client, pairs, phase: str, report, counter) -> list[PairVerdict]:
     for pv in verdicts:
         report.verdicts[pv.verdict.verdict] = report.verdicts.get(pv.verdict.verdict, 0) + 1
         store_composition(db, pair_proposal(pv))
-        if pv.error:
-            report.error(f"check tasks {pv.a.id}->{pv.b.id}", pv.error)
+        report.item(f"check tasks {pv.a.id}->{pv.b.id}", pv.error)
     return [pv for pv in verdicts if pv.verdict.verdict == "yes"]
 
 
@@ -195,8 +233,8 @@ def _generate(db, client, proposals, report, counter, *, job_id) -> None:
     report.chains_existing = len(proposals) - len(todo)
     counter.start("generating steps", sum(len(p.tasks) - 1 for p in todo))
     for draft in generate_chains(client, todo, on_result=counter.on_result):
+        report.item(f"chain tasks {draft.proposal.task_ids}", draft.error)
         if draft.error:
-            report.error(f"chain tasks {draft.proposal.task_ids}", draft.error)
             continue
         _, added = save_draft(db, draft, meta={"job_id": job_id, "model": client.config.model})
         report.chains_added += added
@@ -204,30 +242,37 @@ def _generate(db, client, proposals, report, counter, *, job_id) -> None:
 
 # -- background job -------------------------------------------------------------------------------
 def launch_batch(db: sqlite_utils.Database, batch: BatchConfig, llm: LLMConfig, *, name: str = "") -> int:
-    """Create the job row (config without key) and start the detached child; returns the job id."""
-    from jobs.process import launch
+    """Queue the generate job (config without key) and start it when there is room; returns the job id.
+
+    Against a configured endpoint it only needs a remote slot; with the embedded LLM it claims the
+    device (it loads a local model). The key reaches the child's environment only.
+    """
+    from jobs import runtime
 
     config = {**batch.to_dict(), "llm": llm.to_dict()}
-    job_id = create_job(db, "generate", config, name=name or f"generate {batch.n_chains} chains")
-    launch(db, job_id, "pipeline.run", env=job_env(llm.api_key))
-    return job_id
+    return runtime.submit(
+        db,
+        "generate",
+        config,
+        name=name or f"generate {batch.n_chains} chains",
+        resource="device" if llm.embedded else "remote",
+        # The key (already checked by store.endpoints) reaches the child's environment only.
+        secret_env=job_env(llm.api_key) or None,
+    )
 
 
 def resume_batch(db: sqlite_utils.Database, job_id: int, api_key: str = "") -> int:
-    """Start a failed or cancelled generate job again; returns the pid.
+    """Queue a failed, cancelled or partly failed generate job again; returns its id.
 
-    Saved chains are skipped and answered calls come from the cache, so only what the crash cut
-    short is asked again. The key travels in the child's environment only, as at launch.
+    Saved chains are skipped and answered calls come from the cache, so only the failed items and
+    what a crash cut short are asked again. The key travels in the child's environment only.
 
     Raises:
-        CoiError: no such generate job, or it is still running.
+        CoiError: no such generate job, or it is still running or fully succeeded.
     """
-    from jobs.process import resume
+    from jobs import runtime
 
-    job = get_job(db, job_id)
-    if job is None or job.kind != "generate":
-        raise CoiError(f"There is no generate job #{job_id}", "Pick a job from the list.")
-    return resume(db, job_id, "pipeline.run", env=job_env(api_key) or None)
+    return runtime.resume(db, job_id, "generate", secret_env=job_env(api_key) or None).id
 
 
 def run_job(
@@ -258,10 +303,21 @@ def run_job(
 
     with llm_endpoint(llm) as live:
         client = LLMClient(live, db_path or _db_file(db), job_id=job_id)
+        beat(0, 0, f"checking the endpoint {live.base_url}")
+        warnings = client.preflight()  # raises CoiError (a plain reason with the URL) when it is down
+        for w in warnings:
+            print(f"warning: {w}", flush=True)
         report = run_batch(db, client, batch, progress=beat)
+    report.warnings[:0] = warnings
+    for w in report.warnings[len(warnings) :]:
+        print(f"warning: {w}", flush=True)
     result = report.as_dict()
     result["job_usage"] = job_call_totals(db, job_id)
     db.conn.close()
+    if report.total_items and report.failed_items == report.total_items:
+        from jobs.process import JobFailed
+
+        raise JobFailed(failure_message(report), result)
     return result
 
 

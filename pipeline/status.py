@@ -49,6 +49,9 @@ class JobView:
     verdicts: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
     totals: str = ""
+    failed_line: str = ""  # "N of M items failed" when some did
+    warnings: list = field(default_factory=list)
+    resumable: bool = False
 
 
 def latest_job(db: sqlite_utils.Database) -> Job | None:
@@ -56,11 +59,17 @@ def latest_job(db: sqlite_utils.Database) -> Job | None:
     return jobs[0] if jobs else None
 
 
-def job_view(job: Job) -> JobView:
-    """Progress, verdict counts, per-item errors and usage totals of a job, ready to draw."""
+def job_view(job: Job, wait: str = "") -> JobView:
+    """Progress, verdict counts, per-item errors, warnings and usage totals of a job, ready to draw.
+
+    ``wait`` is where a queued job stands (``jobs.runtime.describe_wait``).
+    """
     fraction = 1.0 if job.status == "succeeded" else min(1.0, max(0.0, job.progress))
-    label = f"Job {job.id} · {job.status} · {job.message or 'starting'} ({job.done}/{job.total})"
+    label = (
+        f"generate #{job.id} · {job.status} · {wait or job.message or 'starting'} ({job.done}/{job.total})"
+    )
     result = job.result or {}
+    failed, total = result.get("failed_items", 0), result.get("total_items", 0)
     usage = result.get("usage") or {}
     totals = ""
     if usage:
@@ -70,7 +79,17 @@ def job_view(job: Job) -> JobView:
             f"{usage.get('latency_ms', 0) / 1000:.1f} s of LLM time; "
             f"{result.get('chains_added', 0)} chains added, {result.get('chains_existing', 0)} already there."
         )
-    return JobView(job, fraction, label, result.get("verdicts") or {}, result.get("errors") or [], totals)
+    return JobView(
+        job,
+        fraction,
+        label,
+        result.get("verdicts") or {},
+        result.get("errors") or [],
+        totals,
+        f"{failed} of {total} items failed" if failed else "",
+        result.get("warnings") or [],
+        job.status in ("failed", "cancelled") or (job.status == "succeeded" and failed > 0),
+    )
 
 
 def parse_task_ids(text: str) -> tuple[int, ...]:
@@ -86,6 +105,41 @@ def parse_task_ids(text: str) -> tuple[int, ...]:
         except ValueError as exc:
             raise CoiError(f"Not a task id or range: {part!r}", "Write ids like 1, 2, 5-9.") from exc
     return tuple(ids)
+
+
+SAMPLING_FIELDS = ("temperature", "max_tokens", "timeout_s", "max_retries", "concurrency", "stop")
+
+
+def source_lines(db: sqlite_utils.Database) -> list[str]:
+    """'field = value (from Settings)' for every LLM knob, in the order of the dataclass."""
+    from pipeline.llm import resolve_with_sources
+    from store.config import show
+
+    config, sources = resolve_with_sources(db)
+    return [f"{name} = {show(getattr(config, name))!s}  (from {src})" for name, src in sources.items()]
+
+
+def save_sampling(db: sqlite_utils.Database, values: dict) -> list[str]:
+    """Store the sampling knobs the user changed (others keep their source); returns the changed names.
+
+    Raises:
+        CoiError: a value does not fit its field (nothing is saved then).
+    """
+    from pipeline.llm import resolve_with_sources, save_settings
+    from store.config import show
+
+    current, _ = resolve_with_sources(db)
+    merged, _ = resolve_with_sources(db, **values)  # validates every value before anything is saved
+    changed = [n for n in SAMPLING_FIELDS if show(getattr(merged, n)) != show(getattr(current, n))]
+    save_settings(db, {n: getattr(merged, n) for n in changed})
+    return changed
+
+
+def reset_sampling(db: sqlite_utils.Database) -> None:
+    """Forget the Settings values of the sampling knobs: the environment or the defaults apply again."""
+    from pipeline.llm import save_settings
+
+    save_settings(db, {n: None for n in SAMPLING_FIELDS})
 
 
 def save_endpoint(db: sqlite_utils.Database, base_url: str, model: str, api: str) -> bool:

@@ -501,7 +501,25 @@ def m017_short_proposals(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m009_login_throttle(db: sqlite_utils.Database) -> None:
+def m018_job_queue(db: sqlite_utils.Database) -> None:
+    """Every kind queues: each job says which resource it waits for and how its process starts.
+
+    ``resource`` is 'device' (loads a local model: one at a time) or 'remote' (only calls an
+    endpoint: several beside it); ``launch`` is JSON with the launcher prefix and non-secret env.
+    Generate jobs against a configured endpoint become 'remote'.
+    """
+    _exec(
+        db,
+        "ALTER TABLE jobs ADD COLUMN resource TEXT NOT NULL DEFAULT 'device'",
+        "ALTER TABLE jobs ADD COLUMN launch TEXT NOT NULL DEFAULT '{}'",
+        "UPDATE jobs SET resource = 'remote' WHERE kind = 'generate' "
+        "AND COALESCE(json_extract(config, '$.llm.base_url'), '') != ''",
+        "CREATE INDEX idx_jobs_status_resource ON jobs(status, resource, id)",
+    )
+
+
+@migrations()
+def m019_login_throttle(db: sqlite_utils.Database) -> None:
     """Wrong logins per (normalised) user name, so guessing is slowed across all sessions and processes."""
     _exec(
         db,

@@ -39,21 +39,43 @@ class Job:
     created_at: str = ""
     started_at: str | None = None
     ended_at: str | None = None
+    resource: str = "device"  # what it queues for: 'device' (local model) or 'remote' (endpoint only)
+    launch: dict = field(default_factory=dict)  # {"launcher": [...], "env": {...}}, no secrets
 
     @property
     def active(self) -> bool:
         return self.status in ("queued", "running")
 
 
+RESOURCES = ("device", "remote")
+
+
 def create_job(
-    db: sqlite_utils.Database, kind: str, config: dict, *, name: str = "", status: str = "queued"
+    db: sqlite_utils.Database,
+    kind: str,
+    config: dict,
+    *,
+    name: str = "",
+    status: str = "queued",
+    resource: str = "device",
+    launch: dict | None = None,
 ) -> int:
-    """Add a job row. ``config`` must hold no secrets: it is stored and shown as is."""
+    """Add a job row. ``config`` and ``launch`` must hold no secrets: they are stored and shown as is."""
     if kind not in JOB_KINDS:
         raise CoiError(f"Unknown job kind {kind!r}", f"Use one of {', '.join(JOB_KINDS)}.")
+    if resource not in RESOURCES:
+        raise ValueError(f"bad job resource {resource!r}")
     cur = db.execute(
-        "INSERT INTO jobs (kind, name, config, status, created_at) VALUES (?,?,?,?,?)",
-        [kind, name, json.dumps(config, sort_keys=True), status, utcnow()],
+        "INSERT INTO jobs (kind, name, config, status, created_at, resource, launch) VALUES (?,?,?,?,?,?,?)",
+        [
+            kind,
+            name,
+            json.dumps(config, sort_keys=True),
+            status,
+            utcnow(),
+            resource,
+            json.dumps(launch or {}),
+        ],
     )
     return cur.lastrowid
 
@@ -62,6 +84,7 @@ def _row_to_job(row: dict) -> Job:
     row = dict(row)
     row["config"] = json.loads(row["config"] or "{}")
     row["result"] = json.loads(row["result"] or "{}")
+    row["launch"] = json.loads(row.get("launch") or "{}")
     return Job(**row)
 
 
@@ -101,6 +124,8 @@ _UPDATABLE = {
     "config",
     "started_at",
     "ended_at",
+    "resource",
+    "launch",
 }
 
 
@@ -111,7 +136,7 @@ def update_job(db: sqlite_utils.Database, job_id: int, **fields) -> None:
         raise ValueError(f"not job columns: {sorted(bad)}")
     if "status" in fields and fields["status"] not in JOB_STATUSES:
         raise ValueError(f"bad job status {fields['status']!r}")
-    for key in ("result", "config"):
+    for key in ("result", "config", "launch"):
         if isinstance(fields.get(key), dict):
             fields[key] = json.dumps(fields[key], sort_keys=True)
     sets = ", ".join(f"{k} = ?" for k in fields)
@@ -205,11 +230,46 @@ def claim_next_queued(db: sqlite_utils.Database, kind: str, max_running: int = 1
     return row[0] if row else None
 
 
+def claim_next_for(db: sqlite_utils.Database, resource: str, slots: int) -> int | None:
+    """Mark the oldest queued job waiting for ``resource`` running and return its id.
+
+    None when nothing waits or ``slots`` jobs on that resource already run. One conditional UPDATE,
+    so of several processes pumping at once exactly one gets each job.
+    """
+    token = f"starting ({uuid.uuid4().hex})"
+    db.execute(
+        """UPDATE jobs SET status = 'running', message = ?, started_at = ?, heartbeat_at = ?, error = NULL,
+           ended_at = NULL
+           WHERE id = (SELECT id FROM jobs WHERE resource = ? AND status = 'queued' ORDER BY id LIMIT 1)
+             AND (SELECT count(*) FROM jobs WHERE resource = ? AND status = 'running') < ?""",
+        [token, utcnow(), utcnow(), resource, resource, slots],
+    )
+    row = db.execute("SELECT id FROM jobs WHERE message = ?", [token]).fetchone()
+    return row[0] if row else None
+
+
+def queue_ahead(db: sqlite_utils.Database, job: Job) -> tuple[int, list[Job]]:
+    """(queued jobs ahead of ``job`` on its resource, the jobs running on that resource now)."""
+    ahead = db.execute(
+        "SELECT count(*) FROM jobs WHERE status = 'queued' AND resource = ? AND id < ?",
+        [job.resource, job.id],
+    ).fetchone()[0]
+    rows = db.query(
+        "SELECT * FROM jobs WHERE status = 'running' AND resource = ? ORDER BY id", [job.resource]
+    )
+    return ahead, [_row_to_job(r) for r in rows]
+
+
 def requeue(db: sqlite_utils.Database, job_id: int) -> bool:
-    """Put an ended (failed or cancelled) job back in the queue; False if it is active or succeeded."""
+    """Put an ended job back in the queue; False if it is active or fully succeeded.
+
+    A failed or cancelled job resumes; so does a succeeded one whose result counts failed items
+    (``failed_items`` > 0): its resume retries only those.
+    """
     cur = db.execute(
         """UPDATE jobs SET status = 'queued', error = NULL, ended_at = NULL, pid = NULL, message = 'queued (resume)'
-           WHERE id = ? AND status IN ('failed', 'cancelled')""",
+           WHERE id = ? AND (status IN ('failed', 'cancelled')
+             OR (status = 'succeeded' AND COALESCE(json_extract(result, '$.failed_items'), 0) > 0))""",
         [job_id],
     )
     return cur.rowcount == 1

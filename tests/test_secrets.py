@@ -189,9 +189,11 @@ def test_a_key_echoed_in_an_error_is_redacted(db, db_path, tmp_path, contained, 
     insert_test_tasks(db)
     with fake.ScriptedLLMServer() as server:
         args = ["generate", "--db", str(db_path), "--base-url", server.base_url, "--model", "m", "-n", "2"]
-        coi(args)
+        assert coi(args) != 0  # the preflight request is refused: the job fails before the batch
     out = capsys.readouterr()
-    errors = [r[0] for r in db.execute("SELECT error FROM llm_calls WHERE error IS NOT NULL")]
+    errors = [r[0] for r in db.execute("SELECT error FROM jobs WHERE error IS NOT NULL")]
+    errors += [r[0] for r in db.execute("SELECT error FROM llm_calls WHERE error IS NOT NULL")]
     assert errors and all("Incorrect API key provided" in e for e in errors)
+    assert "[API key]" in errors[0]  # the echoed key was there, and was replaced
     assert ENV_KEY not in out.out + out.err
     assert files_holding(tmp_path, [ENV_KEY]) == []

@@ -7,7 +7,7 @@ import os
 import time
 
 from store.db import connect
-from store.jobs import Job, get_job, list_jobs
+from store.jobs import Job, get_job
 from training import config as tc
 
 
@@ -42,18 +42,21 @@ def build_config(args: argparse.Namespace) -> tc.TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from jobs import runtime
     from training import queue
 
     if args.db:  # the job process, run dirs and logs all follow the same database
         os.environ["COI_DB"] = args.db
     db = connect(args.db)
     if args.list:
-        for job in list_jobs(db, kind="train"):
-            print(f"#{job.id}\t{job.status}\t{job.progress:.0%}\t{job.name}\t{job.message or ''}")
+        from jobs.cli import list_line
+
+        for job in runtime.jobs_list(db, kind="train"):
+            print(list_line(db, job))
         return 0
     if args.cancel is not None:
         job = queue.cancel(db, args.cancel)
-        print(f"job #{args.cancel}: {job.status if job else 'not found'}")
+        print(f"{runtime.label(job)}: {job.status}")
         return 0
     if args.resume is not None:
         job_id = queue.resume(db, args.resume).id
@@ -66,7 +69,8 @@ def run_train(args: argparse.Namespace) -> int:
             )
         job_id = queue.submit(db, cfg)
     job = get_job(db, job_id)
-    print(f"training job #{job_id} {job.status}; log: {job.log_path or '(starts when the queue frees)'}")
+    state = runtime.describe_wait(db, job) or job.status
+    print(f"{runtime.label(job)} {state}; log: {job.log_path or '(starts when the device frees)'}")
     return follow(db, job_id) if args.wait else 0
 
 
@@ -87,7 +91,7 @@ def follow(db, job_id: int, poll_s: float = 1.0) -> int:
             time.sleep(poll_s)
     except KeyboardInterrupt:
         bar.close()
-        print(f"stopped following; the job goes on (cancel: coi train --cancel {job_id})")
+        print(f"stopped following; train #{job_id} goes on (cancel: coi jobs cancel {job_id})")
         return 130
     bar.close()
     return _report(job)
@@ -102,6 +106,7 @@ def _update_bar(bar, job: Job) -> None:
 
 
 def _report(job: Job) -> int:
+    """Print how the job ended; 0 only if it succeeded."""
     if job.status == "succeeded":
         r = job.result
         loss = r.get("final_loss")
@@ -109,9 +114,9 @@ def _report(job: Job) -> int:
             f"{r['train_s']:.0f} s" if r.get("train_s") is not None else ""
         )
         print(
-            f"succeeded: {'model' if r.get('method') == 'full' else 'adapter'} at {r.get('adapter_dir')}"
+            f"train #{job.id} succeeded: {'model' if r.get('method') == 'full' else 'adapter'} at {r.get('adapter_dir')}"
             + (f" ({facts})" if facts else "")
         )
         return 0
-    print(f"{job.status}: {job.error or ''}\nlog: {job.log_path}")
+    print(f"train #{job.id} {job.status}: {job.error or ''}\nlog: {job.log_path}")
     return 1

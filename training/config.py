@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from store import config as _config
+from store.config import FieldSpec, config_diff  # noqa: F401 - pages and tests take them from here
 from store.db import default_db_path
 from store.errors import CoiError
 
@@ -147,90 +147,26 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig.from_dict({**TrainConfig().to_dict(), **PRESETS[name], **overrides})
 
 
-# ---- field introspection (form and CLI) -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """What a form or a flag needs to know about one config field."""
-
-    name: str
-    kind: str  # int | float | str | bool | choice | int_list | str_list | optional_int
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-
-
-def _kind(tp: Any) -> str:
-    if tp is bool:
-        return "bool"
-    if tp in (int, float, str):
-        return tp.__name__
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is tuple:
-        return "int_list" if args[0] is int else "str_list"
-    if origin in (typing.Union, types.UnionType) and int in args:
-        return "optional_int"
-    raise TypeError(f"unsupported config field type {tp!r}")
+# ---- field introspection (form and CLI): the shared machinery in store.config, for TrainConfig --------
 
 
 def form_fields(cls: type = TrainConfig) -> list[FieldSpec]:
     """One FieldSpec per config field, in declaration order."""
-    hints = typing.get_type_hints(cls)
-    specs = []
-    for f in dataclasses.fields(cls):
-        kind = "choice" if "choices" in f.metadata else _kind(hints[f.name])
-        specs.append(
-            FieldSpec(f.name, kind, f.default, f.metadata["help"], tuple(f.metadata.get("choices", ())))
-        )
-    return specs
+    return _config.form_fields(cls)
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
-    """Turn a form/CLI/JSON value into the field's type."""
-    kind = next(s.kind for s in form_fields(cls) if s.name == name)
-    try:
-        if kind in ("int_list", "str_list"):
-            items = value.split(",") if isinstance(value, str) else list(value)
-            items = [str(i).strip() for i in items if str(i).strip()]
-            return tuple(int(i) for i in items) if kind == "int_list" else tuple(items)
-        if kind == "optional_int":
-            return None if value in (None, "", "None") else int(value)
-        if kind == "bool":
-            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-        return {"int": int, "float": float}.get(kind, str)(value)
-    except (TypeError, ValueError) as exc:
-        raise CoiError(
-            f"Bad training config: {name}={value!r} ({exc})", "Fix that field and start again."
-        ) from exc
+    return _config.coerce(cls, name, value, what="training config")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig) -> None:
     """Add one ``--field-name`` flag per config field (default None = keep the preset's value)."""
-    for spec in form_fields(cls):
-        flag = "--" + spec.name.replace("_", "-")
-        helptext = f"{spec.help} (default: {_show(spec.default)})"
-        if spec.kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
-        else:
-            parser.add_argument(flag, default=None, choices=spec.choices or None, help=helptext)
+    _config.add_arguments(parser, cls)
 
 
 def overrides_from_args(args: argparse.Namespace, cls: type = TrainConfig) -> dict:
     """The config fields given on the command line."""
-    return {
-        s.name: getattr(args, s.name) for s in form_fields(cls) if getattr(args, s.name, None) is not None
-    }
-
-
-def _show(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def config_diff(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
-    """(field, a's value, b's value) for every field that differs between two saved configs."""
-    keys = list(dict.fromkeys([*a, *b]))
-    return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
+    return _config.overrides_from_args(args, cls)
 
 
 def resolve_output_dir(cfg: TrainConfig, job_id: int) -> Path:

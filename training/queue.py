@@ -1,9 +1,8 @@
-"""The training queue: submit, start the next, cancel, resume, re-attach.
+"""Training's shortcuts over the one job runtime (``jobs.runtime``): submit, cancel, resume, checkpoints.
 
-One training job runs at a time by default (``$COI_MAX_TRAIN_JOBS`` raises it). ``submit`` adds a
-job and starts it at once if the queue is free; otherwise it waits as 'queued'. ``pump_queue``
-starts the next queued jobs; the page, the CLI and every finishing training process call it, so
-the next job starts when one ends. The generic process handling lives in ``jobs.process``.
+A training job claims the device like every job that loads a local model: it waits as 'queued'
+while another such job (training, eval, the embedded LLM) runs, and starts when the device frees.
+The queue itself, process handling and re-attaching live in ``jobs``.
 """
 
 from __future__ import annotations
@@ -15,19 +14,15 @@ from pathlib import Path
 
 import sqlite_utils
 
-from jobs import process
+from jobs import process, runtime
 from store.errors import CoiError
-from store.jobs import Job, claim_next_queued, create_job, finish_job, get_job, list_jobs, requeue, update_job
+from store.jobs import Job, list_jobs, update_job
 from store.paths import confine_data_path, confine_model_path
 from store.versions import list_versions
 from training.config import TrainConfig, resolve_output_dir
 
 KIND = "train"
 MODULE = "training.run"
-
-
-def max_running() -> int:
-    return max(1, int(os.environ.get("COI_MAX_TRAIN_JOBS", "1")))
 
 
 def pin_version(db: sqlite_utils.Database, cfg: TrainConfig) -> TrainConfig:
@@ -40,14 +35,18 @@ def pin_version(db: sqlite_utils.Database, cfg: TrainConfig) -> TrainConfig:
     return cfg.replace(dataset_version=versions[0].id)
 
 
-def submit(db: sqlite_utils.Database, cfg: TrainConfig, *, name: str = "") -> int:
-    """Queue a training job and start it now if nothing else is training. Returns the job id."""
+def submit(
+    db: sqlite_utils.Database, cfg: TrainConfig, *, name: str = "", launcher: list[str] | None = None
+) -> int:
+    """Queue a training job and start it now if the device is free. Returns the job id.
+
+    ``launcher`` replaces the python (or accelerate) prefix of the job's command (tests wrap it).
+    """
     cfg = pin_version(db, cfg.validated())
     confine_paths(cfg)  # fail in the form; the job checks again before it loads anything
     name = name or f"{Path(cfg.base_model).name} on v{cfg.dataset_version}"
-    job_id = create_job(db, KIND, cfg.to_dict(), name=name, status="queued")
-    pump_queue(db)
-    return job_id
+    default_launcher, env = launch_spec(cfg)
+    return runtime.submit(db, KIND, cfg.to_dict(), name=name, launcher=launcher or default_launcher, env=env)
 
 
 def confine_paths(cfg: TrainConfig, job_id: int = 0) -> Path:
@@ -78,15 +77,14 @@ def accelerate_launcher(num_gpus: int) -> list[str] | None:
     ]
 
 
-def start(db: sqlite_utils.Database, job_id: int) -> int:
-    """Launch a claimed job's process; returns its pid."""
-    cfg = TrainConfig.from_dict(get_job(db, job_id).config)
+def launch_spec(cfg: TrainConfig) -> tuple[list[str] | None, dict[str, str]]:
+    """The launcher prefix and the GPU environment a run's process needs (stored with the job)."""
     env = {}
     if cfg.num_gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""
     elif "CUDA_VISIBLE_DEVICES" not in os.environ:  # else the Trainer would DataParallel over every GPU
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(cfg.num_gpus)))
-    return process.launch(db, job_id, MODULE, launcher=accelerate_launcher(cfg.num_gpus), env=env)
+    return accelerate_launcher(cfg.num_gpus), env
 
 
 def refresh_running(db: sqlite_utils.Database) -> list[Job]:
@@ -95,34 +93,22 @@ def refresh_running(db: sqlite_utils.Database) -> list[Job]:
 
 
 def pump_queue(db: sqlite_utils.Database) -> list[int]:
-    """Start queued training jobs while there is room; returns the ids started."""
-    refresh_running(db)
-    started = []
-    while (job_id := claim_next_queued(db, KIND, max_running())) is not None:
-        try:
-            start(db, job_id)
-        except Exception as exc:  # noqa: BLE001 - a job that cannot start must not block the queue
-            finish_job(db, job_id, "failed", error=f"Could not start the training process: {exc!r}")
-        started.append(job_id)
-    return started
+    """Start queued jobs (of every kind) while the device and the remote slots have room."""
+    return runtime.pump(db)
 
 
-def cancel(db: sqlite_utils.Database, job_id: int) -> Job | None:
-    """Cancel a queued or running job (its process group is killed), then start the next one."""
-    job = process.cancel(db, job_id)
-    pump_queue(db)
-    return job
+def cancel(db: sqlite_utils.Database, job_id: int) -> Job:
+    """Cancel a queued or running training job, then start the next one.
+
+    Raises:
+        CoiError: no such job, or it is not a training job.
+    """
+    return runtime.cancel(db, job_id, KIND)
 
 
 def resume(db: sqlite_utils.Database, job_id: int) -> Job:
-    """Launch a failed or cancelled job again; it continues from its newest checkpoint."""
-    job = get_job(db, job_id)
-    if job is None or job.kind != KIND:
-        raise CoiError(f"No training job #{job_id}", "Pick a job from the run history.")
-    if not requeue(db, job_id):
-        raise CoiError(f"Job #{job_id} is {job.status}; only failed or cancelled jobs resume", "")
-    pump_queue(db)
-    return get_job(db, job_id)
+    """Queue a failed or cancelled training job again; it continues from its newest checkpoint."""
+    return runtime.resume(db, job_id, KIND)
 
 
 def last_checkpoint(out_dir: str | Path) -> str | None:

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from jobs.process import force_weights_only, run_as_job
@@ -30,7 +31,7 @@ from store.paths import confine_data_path
 from store.versions import list_versions, version_records
 from training.config import TrainConfig
 from training.data import IGNORE, PadCollator, build_examples, split_eval
-from training.queue import confine_paths, last_checkpoint, pump_queue
+from training.queue import confine_paths, last_checkpoint
 
 META_FILE = "coi_meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -139,8 +140,8 @@ def make_trainer_class():
     return CoiTrainer
 
 
-def make_callback(db, job_id: int, write: bool):
-    """Metrics, heartbeat, ETA and a readable log line at every logging step."""
+def make_callback(db, job_id: int, write: bool, after_step: Callable[[], None] = lambda: None):
+    """Metrics, heartbeat, ETA and a readable log line at every logging step; ``after_step`` after each step."""
     from transformers import TrainerCallback
 
     class DbCallback(TrainerCallback):
@@ -155,9 +156,7 @@ def make_callback(db, job_id: int, write: bool):
 
         def on_step_end(self, args, state, control, **kw):
             self._beat(state)
-            delay = float(os.environ.get("COI_TRAIN_STEP_SLEEP", "0") or 0)  # test/debug throttle
-            if delay:
-                time.sleep(delay)
+            after_step()
 
         def on_log(self, args, state, control, logs=None, **kw):
             values = {k: logs[k] for k in LOGGED if k in (logs or {})}
@@ -289,8 +288,8 @@ def save_adapter(model, tokenizer, out_dir: Path, meta: dict) -> Path:
 # ---- the main sequence ----------------------------------------------------------------------------
 
 
-def train(job_id: int, *, write: bool = True) -> dict:
-    """Run the job's training; return the job result."""
+def train(job_id: int, *, write: bool = True, after_step: Callable[[], None] = lambda: None) -> dict:
+    """Run the job's training; return the job result. ``after_step`` runs after each step (a test seam)."""
     db = connect()
     job = get_job(db, job_id)
     cfg = TrainConfig.from_dict(job.config)
@@ -318,7 +317,7 @@ def train(job_id: int, *, write: bool = True) -> dict:
     )
     log(f"3/5 {what}: {n_train:,} trainable parameters")
 
-    callback = make_callback(db, job_id, write)
+    callback = make_callback(db, job_id, write, after_step)
     trainer = make_trainer_class()(
         model=model,
         args=training_arguments(cfg, out_dir, precision, bool(eval_ex)),
@@ -372,17 +371,18 @@ def train(job_id: int, *, write: bool = True) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, after_step: Callable[[], None] = lambda: None) -> int:
+    """``python -m training.run --job ID``; ``after_step`` is the hook a test wrapper injects."""
     parser = argparse.ArgumentParser(prog="python -m training.run")
     parser.add_argument("--job", type=int, required=True, help="The training job's id.")
     args = parser.parse_args(argv)
     force_weights_only()  # every torch.load here (optimizer/scheduler/RNG states) is weights-only, all ranks
     if rank() != 0:  # other ranks of a multi-GPU launch: train, never touch the job row
-        train(args.job, write=False)
+        train(args.job, write=False, after_step=after_step)
         return 0
-    code = run_as_job(args.job, train)
-    pump_queue(connect())  # the next queued training job starts when this one ends
-    return code
+    return run_as_job(
+        args.job, lambda job_id: train(job_id, after_step=after_step)
+    )  # it also starts the next queued job when this one ends
 
 
 if __name__ == "__main__":

@@ -75,14 +75,19 @@ def new_run_form() -> None:
 
 @st.fragment(run_every=3)
 def active_runs() -> None:
+    from jobs import runtime
     from jobs.process import refresh
 
     with open_db(db_path()) as db:
         jobs = [refresh(db, j.id) for j in list_jobs(db, kind="eval", statuses=["queued", "running"])]
+        waits = {j.id: runtime.describe_wait(db, j) for j in jobs}
     if not any(j.active for j in jobs):
         st.rerun()  # the last run ended: rerun the whole page so its report shows without a reload
     for job in jobs:
-        st.progress(job.progress, text=md_text(f"#{job.id} {job.name}: {job.message}"))  # label is markdown
+        label = md_text(
+            f"{runtime.label(job)} {job.name}: {waits[job.id] or job.message}"
+        )  # label is markdown
+        st.progress(job.progress, text=label)
         if st.button("Cancel", key=f"cancel_{job.id}", **admin_only()):
             with open_db(db_path()) as db:
                 guarded(cancel_job, current_actor(), db, job.id)
@@ -97,7 +102,7 @@ def stopped_runs() -> None:
         st.caption("Stopped runs (resuming keeps their saved predictions)")
     for job in jobs[:5]:
         left, right = st.columns([4, 1])
-        left.text(f"#{job.id} {job.name}: {job.status} at {job.progress:.0%}")
+        left.text(f"eval #{job.id} {job.name}: {job.status} at {job.progress:.0%}")
         if right.button("Resume", key=f"resume_{job.id}", **admin_only()):
             with open_db(db_path()) as db:
                 if guarded(resume_eval, current_actor(), db, job.id):
@@ -111,7 +116,7 @@ with open_db(db_path()) as db:
 stopped_runs()
 
 with open_db(db_path()) as db:
-    runs = {j.id: f"#{j.id} {j.name}" for j in list_jobs(db, kind="eval", statuses=["succeeded"])}
+    runs = {j.id: f"eval #{j.id} {j.name}" for j in list_jobs(db, kind="eval", statuses=["succeeded"])}
 if not runs:
     st.info("No finished eval run yet: start one above, or with `coi eval`.")
     st.stop()

@@ -13,6 +13,7 @@ from app.actions import ADMIN_HELP, cancel_job, launch_batch, resume_batch, test
 from app.auth import current_actor
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
+from jobs import runtime
 from jobs.process import refresh
 from pipeline.run import BatchConfig
 from pipeline.status import (
@@ -88,7 +89,7 @@ def start_batch(cats, ids_text, n_chains, lengths, seed, concurrency) -> None:
         job_id = guarded(launch_batch, actor, db, batch, llm)
     if job_id:
         ss["gen_job"] = job_id
-        st.toast(f"Generation job #{job_id} started")
+        st.toast(f"generate #{job_id} started")
 
 
 st.subheader("New batch")
@@ -104,13 +105,14 @@ def live_progress() -> None:
         job = latest_job(db)
         if job is not None:
             job = refresh(db, job.id)
+        wait = runtime.describe_wait(db, job) if job is not None else ""
         counts = verdict_counts(db)
     if counts:
         st.text("Checker verdicts so far: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if job is None:
         st.caption("No generation job yet.")
         return
-    view = job_view(job)
+    view = job_view(job, wait)
     st.progress(view.fraction, text=view.label)
     if job.active and st.button("Cancel", key="gen_cancel", **admin_only):
         with open_db(db_path()) as db:
@@ -119,17 +121,22 @@ def live_progress() -> None:
     if job.error:
         st.error("The job failed or was cancelled:")
         plain_text(job.error[-3000:])
-    if job.status in ("failed", "cancelled") and st.button("Resume", key="gen_resume", **admin_only):
+    for warning in view.warnings:  # the text names models and URLs: shown literally
+        st.warning("Warning about this batch:")
+        plain_text(warning)
+    if view.failed_line:
+        st.warning(f"{view.failed_line}. Resume retries only those.")
+    if view.resumable and st.button("Resume", key="gen_resume", **admin_only):
         with open_db(db_path()) as db:
             if guarded(resume_batch, actor, db, job.id, config.api_key):
-                st.toast(f"Generation job #{job.id} resumed (saved chains and answers are reused)")
+                st.toast(f"generate #{job.id} resumed (saved chains and answers are reused)")
         st.rerun()
     if view.verdicts:
         st.text("This batch's verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(view.verdicts.items())))
     if view.totals:
         st.text(view.totals)
     if view.errors:
-        st.warning(f"{len(view.errors)} items failed (the batch went on; run it again to retry them):")
+        st.caption("Failed items (the batch went on):")
         st.dataframe(view.errors, hide_index=True, use_container_width=True)
     if job.status == "succeeded":
         st.page_link("app_pages/review.py", label="Review the proposed chains", icon="✅")

@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from app.actions import ADMIN_HELP, save_endpoint
+from app.actions import ADMIN_HELP, reset_sampling, save_endpoint, save_sampling
 from app.auth import current_actor
 from app.state import db_path, init_state, reviewer_locked
-from app.widgets import guarded
-from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL
-from pipeline.status import page_config
+from app.widgets import config_widget, guarded, plain_text
+from pipeline.llm import APIS, SETTING_API, SETTING_BASE_URL, SETTING_MODEL, LLMConfig, resolve_with_sources
+from pipeline.status import SAMPLING_FIELDS, page_config, source_lines
+from store.config import form_fields
 from store.db import open_db
 from store.endpoints import key_note
 from store.settings import get_setting, set_setting
@@ -77,6 +78,32 @@ with open_db(db_path()) as db:
 st.text(f"In use now: {llm_now.describe()}")
 if key_note(llm_now.base_url):  # the operator's key is not sent there: say so plainly
     st.warning(key_note(llm_now.base_url), icon=":material/key_off:")
+
+st.subheader("LLM sampling and limits")
+st.caption(
+    "Precedence, highest first: a flag of `coi generate`, these Settings, the environment "
+    "($COI_LLM_TEMPERATURE, $COI_LLM_MAX_TOKENS, ...), the default. Each value says where it comes from now."
+)
+with open_db(db_path()) as db:
+    llm_cfg, llm_sources = resolve_with_sources(db)
+sampling = {}
+for spec in (s for s in form_fields(LLMConfig) if s.name in SAMPLING_FIELDS):
+    sampling[spec.name] = config_widget(spec, getattr(llm_cfg, spec.name), key=f"set_llm_{spec.name}")
+    st.caption(f"now from: {llm_sources[spec.name]}")
+left, right = st.columns(2)
+admin_only = {"disabled": not actor.is_admin, "help": None if actor.is_admin else ADMIN_HELP}
+if left.button("Save sampling settings", key="set_llm_sampling_save", **admin_only):
+    with open_db(db_path()) as db:
+        changed = guarded(save_sampling, actor, db, sampling)
+    if changed is not None:
+        st.success(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.")
+if right.button("Reset to environment / defaults", key="set_llm_sampling_reset", **admin_only):
+    with open_db(db_path()) as db:
+        guarded(reset_sampling, actor, db)
+    st.rerun()
+with st.expander("Where every LLM value comes from"):
+    with open_db(db_path()) as db:
+        plain_text("\n".join(source_lines(db)))
 
 st.subheader("Database")
 st.text(f"Database file: {db_path()}  (set $COI_DB to use another)")

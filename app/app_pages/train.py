@@ -12,13 +12,15 @@ from app.actions import ADMIN_HELP, cancel_training, resume_training, submit_tra
 from app.auth import current_actor
 from app.charts import loss_figure, throughput_figure
 from app.state import db_path, init_state
+from app.widgets import config_widget as field_widget
 from app.widgets import guarded, plain_text
+from jobs import runtime
 from jobs.process import log_tail
 from store.db import open_db
 from store.jobs import Job, get_job, get_metrics, list_jobs
 from store.versions import SplitSpec, create_version, list_versions
 from training import queue
-from training.config import PRESETS, FieldSpec, config_diff, form_fields, preset
+from training.config import PRESETS, config_diff, form_fields, preset
 
 init_state()
 ss = st.session_state
@@ -28,22 +30,6 @@ st.title("Train")
 def version_label(v) -> str:
     sizes = ", ".join(f"{k} {n}" for k, n in v.split_sizes.items())
     return f"v{v.id} {v.name} ({sizes}) {v.created_at[:16]}"
-
-
-def field_widget(spec: FieldSpec, value, key: str):
-    """One form widget for a config field, chosen by its kind."""
-    label, help_ = spec.name.replace("_", " "), spec.help
-    if spec.kind == "bool":
-        return st.checkbox(label, value=value, help=help_, key=key)
-    if spec.kind == "choice":
-        return st.selectbox(label, spec.choices, index=spec.choices.index(value), help=help_, key=key)
-    if spec.kind == "int":
-        return st.number_input(label, value=int(value), step=1, help=help_, key=key)
-    if spec.kind == "float":
-        return st.number_input(label, value=float(value), format="%g", help=help_, key=key)
-    if spec.kind in ("int_list", "str_list"):
-        return st.text_input(label, value=",".join(map(str, value)), help=help_, key=key)
-    return st.text_input(label, value=str(value), help=help_, key=key)
 
 
 def new_run_form(versions) -> None:
@@ -110,11 +96,11 @@ def job_actions(db, job: Job) -> None:
             st.rerun()
 
 
-def job_status(job: Job) -> None:
-    st.subheader(f"Job #{job.id}: {job.status}")
+def job_status(db, job: Job) -> None:
+    st.subheader(f"{runtime.label(job)}: {job.status}")
     st.text(job.name)
     st.progress(min(max(job.progress or 0.0, 0.0), 1.0))
-    st.text(job.message or ("waiting for the running job to end" if job.status == "queued" else ""))
+    st.text(runtime.describe_wait(db, job) or job.message or "")
     if job.status == "failed" and job.error:
         reason, _, tail = job.error.partition("\n\n")
         st.error(reason, icon="⚠️")
@@ -133,7 +119,7 @@ def live_view() -> None:
         if job is None:
             st.caption("No training run yet.")
             return
-        job_status(job)
+        job_status(db, job)
         job_actions(db, job)
         rows = get_metrics(db, job.id)
     if rows:

@@ -116,3 +116,43 @@ def test_settings_endpoint_section_saves_no_key(db_path):
             save_endpoint(db, "ftp://x", "m", "chat")
     assert at.session_state["llm_api_key"] == "sk-page-SECRET-42"
     assert b"sk-page-SECRET-42" not in db_path.read_bytes()
+
+
+def test_settings_shows_where_each_llm_value_comes_from_and_saves_only_changes(db_path, monkeypatch):
+    from pipeline.llm import resolve_with_sources
+
+    monkeypatch.setenv("COI_LLM_MAX_TOKENS", "64")
+    at = open_page("settings", via_main=True, reviewer=None)
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert "now from: environment ($COI_LLM_MAX_TOKENS)" in captions and "now from: default" in captions
+    at.number_input(key="set_llm_temperature").set_value(0.5)
+    at.text_input(key="set_llm_stop").input("###")
+    at.button(key="set_llm_sampling_save").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value == "Saved: temperature, stop." for s in at.success)
+    with connect(db_path) as db:
+        saved = all_settings(db)
+        assert saved["llm_temperature"] == "0.5" and saved["llm_stop"] == "###"
+        assert "llm_max_tokens" not in saved  # unchanged: it keeps coming from the environment
+        cfg, sources = resolve_with_sources(db, max_tokens=32)
+    assert (cfg.temperature, cfg.stop) == (0.5, ("###",)) and sources["temperature"] == "Settings"
+    assert cfg.max_tokens == 32 and sources["max_tokens"] == "command line"  # a flag beats everything
+    at.number_input(key="set_llm_max_retries").set_value(-1)
+    at.button(key="set_llm_sampling_save").click()
+    at.run()
+    assert any("retries must be 0 or more" in e.value for e in at.error)
+
+
+def test_a_partly_failed_batch_shows_the_count_its_warnings_as_text_and_a_resume(db):
+    insert_test_tasks(db)
+    job_id = create_job(db, "generate", {"llm": {}}, name="partial", resource="remote")
+    result = {"failed_items": 2, "total_items": 10, "warnings": ["**not bold** <b>model x</b>"], "errors": []}
+    update_job(db, job_id, result=result)
+    db.execute("UPDATE jobs SET status = 'succeeded' WHERE id = ?", [job_id])
+    at = open_page("generate", via_main=True)  # via main: its success link names a routed page
+    assert any(w.value == "2 of 10 items failed. Resume retries only those." for w in at.warning)
+    assert "**not bold** <b>model x</b>" in [c.value for c in at.code]  # literal text, never markdown
+    assert at.button(key="gen_resume")
+    assert any(f"generate #{job_id} · succeeded" in p.proto.text for p in at.get("progress"))

@@ -12,6 +12,7 @@ from jobs import process
 from store.chains import insert_chain
 from store.jobs import get_job, list_jobs
 from tests.support.chains import chain_of
+from tests.support.throttled import throttled
 from tests.support.training import make_version, tiny_config, wait_for
 from training import queue
 
@@ -42,22 +43,27 @@ def progress_value(at: AppTest) -> float:
 
 
 def test_start_then_progress_appears_then_cancel(db, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("COI_TRAIN_STEP_SLEEP", "0.3")
     make_version(db)
     at = start()
     assert at.selectbox(key="train_preset").value == "default"
     at.selectbox(key="train_preset").set_value("quick").run()
     at.text_input(key="train_quick_base_model").set_value(str(tiny_model_dir))
-    at.number_input(key="train_quick_max_steps").set_value(60)
+    at.number_input(key="train_quick_max_steps").set_value(
+        150
+    )  # long enough to cancel mid-run, short enough that step 2 shows
     at.number_input(key="train_quick_max_seq_len").set_value(128)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     job = list_jobs(db, kind="train")[0]
-    assert job.config["base_model"] == str(tiny_model_dir) and job.config["max_steps"] == 60
+    assert job.config["base_model"] == str(tiny_model_dir) and job.config["max_steps"] == 150
     assert job.config["logging_steps"] == 2  # the preset's value, untouched
 
-    rerun_until(at, lambda a: any(t.value.startswith("step ") and "ETA" in t.value for t in a.text))
-    assert progress_value(at) > 0
+    rerun_until(
+        at,
+        lambda a: (
+            any(t.value.startswith("step ") and "ETA" in t.value for t in a.text) and progress_value(a) > 0
+        ),
+    )
     assert any("running" in h.value for h in at.subheader)
     at.button(key="train_cancel").click().run()
     job = get_job(db, job.id)
@@ -68,14 +74,15 @@ def test_start_then_progress_appears_then_cancel(db, tiny_model_dir, monkeypatch
 
 @pytest.mark.slow
 def test_a_restarted_app_reattaches_to_the_running_job(db, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("COI_TRAIN_STEP_SLEEP", "0.3")
     version = make_version(db)
-    job_id = queue.submit(db, tiny_config(tiny_model_dir, version, max_steps=60, logging_steps=1))
+    job_id = queue.submit(
+        db, tiny_config(tiny_model_dir, version, max_steps=60, logging_steps=1), launcher=throttled(0.3)
+    )
     try:
         wait_for(db, job_id, lambda j: j.done >= 2 or not j.active)
         # A brand-new app process/session knows nothing but the database.
         at = rerun_until(start(), lambda a: progress_value(a) > 0)
-        assert any(f"Job #{job_id}: running" == h.value for h in at.subheader)
+        assert any(f"train #{job_id}: running" == h.value for h in at.subheader)
         assert at.get("plotly_chart"), "the loss chart is shown"
         assert any("4/5 training" in c.value for c in at.code), "the log tail is shown"
     finally:

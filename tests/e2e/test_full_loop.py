@@ -324,7 +324,7 @@ def train(page, url: str, db_path: Path, model_dir: Path) -> int:
     assert status == "succeeded", error
     config = json.loads(config)
     assert config["base_model"] == str(model_dir) and config["max_steps"] == 3, config
-    see(page, f"Job #{job_id}: succeeded")
+    see(page, f"train #{job_id}: succeeded")
     see(page, "Done. The adapter is saved.")
     assert scalar(db_path, "SELECT COUNT(*) FROM metrics WHERE job_id = ? AND name = 'loss'", [job_id]) > 0
     # The chart arrives a moment after the status heading (the fragment streams its elements): wait for it.

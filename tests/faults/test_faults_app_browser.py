@@ -81,10 +81,10 @@ def test_sigkill_the_streamlit_app_mid_batch_then_restart_it(db_path, tmp_path, 
 
                 restarted, url = start_app(db_path, tmp_path / "app.log")
                 page.goto(url + "/generate")
-                page.get_by_text(f"Job {job.id} · ").first.wait_for(timeout=30_000)
+                page.get_by_text(f"generate #{job.id} · ").first.wait_for(timeout=30_000)
                 wait(lambda: not get_job(db, job.id).active, what="the job to end")
                 assert get_job(db, job.id).status == "succeeded", get_job(db, job.id).error
-                page.get_by_text(f"Job {job.id} · succeeded").first.wait_for(timeout=30_000)
+                page.get_by_text(f"generate #{job.id} · succeeded").first.wait_for(timeout=30_000)
                 shot(page, "fault_app_restart_generate")
         finally:
             stop_group(app)

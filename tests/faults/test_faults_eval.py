@@ -2,7 +2,7 @@
 
 Eval runs save their predictions one group of chains at a time (``batch_size`` chains per
 transaction), so a resumed run skips the (chain, mode) pairs already saved and its report uses them.
-``COI_EVAL_CHUNK_SLEEP`` slows the tiny model down so each kill lands after some groups are saved.
+The ``tests.support.throttled`` launcher slows the tiny model down so each kill lands after some groups are saved.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tests.support.faults import (
 )
 from tests.support.pages import open_page, page_text
 from tests.support.probes import scalar, wait
+from tests.support.throttled import throttled
 
 pytestmark = pytest.mark.usefixtures("no_leftover_jobs")
 MODES = ("chain", "stepwise-own")
@@ -80,12 +81,12 @@ def test_pending_records_skip_saved_chains_per_mode(db):
 
 
 def test_resume_refuses_an_unknown_or_running_run(db):
-    with pytest.raises(CoiError, match="no eval run"):
+    with pytest.raises(CoiError, match="There is no job #999"):
         resume_eval(db, 999)
     run = db.execute(
         "INSERT INTO jobs (kind, status, created_at) VALUES ('eval', 'succeeded', 'now')"
     ).lastrowid
-    with pytest.raises(CoiError, match="only failed or cancelled"):
+    with pytest.raises(CoiError, match="cannot resume: it succeeded"):
         resume_eval(db, run)
 
 
@@ -101,9 +102,10 @@ def test_the_app_crashes_mid_eval_the_run_goes_on_and_a_restarted_page_re_attach
         "from eval.run import submit_eval\n"
         f"cfg = EvalConfig(model={str(tiny_model_dir)!r}, version={vid}, modes={MODES!r}, batch_size=2, "
         "max_new_tokens=6, name='fault')\n"
-        "job_id = submit_eval(db, cfg)\n"
+        "from tests.support.throttled import throttled\n"
+        "job_id = submit_eval(db, cfg, launcher=throttled(0.4))\n"
     )
-    env = {**os.environ, "COI_EVAL_CHUNK_SLEEP": "0.4"}
+    env = dict(os.environ)
     app, job_id = start_stand_in_app(body, env, tmp_path / "app.log")
     wait(lambda: _count(db, job_id) > 0, what="the first saved predictions")
     crash(app)
@@ -127,10 +129,9 @@ def test_the_run_is_killed_mid_eval_then_marked_failed_and_resumed_reusing_saved
     db, db_path, tiny_model_dir, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setenv("COI_EVAL_CHUNK_SLEEP", "0.6")
     vid = make_version(db, n_chains=20)
     records = version_records(db, vid, "test")
-    run = submit_eval(db, _config(tiny_model_dir, vid))
+    run = submit_eval(db, _config(tiny_model_dir, vid), launcher=throttled(0.6))
     # Kill once the chain mode is done and stepwise-own has started: both modes are half-way stories.
     n_chain_rows = units(records, "stepwise-own")  # chain mode saves one row per step too
     wait(lambda: _count(db, run) > n_chain_rows, what="stepwise-own predictions")

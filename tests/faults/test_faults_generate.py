@@ -70,12 +70,12 @@ def test_the_app_crashes_mid_batch_the_job_goes_on_and_a_restarted_page_re_attac
             "generate", via_main=True, reviewer="fault-tester"
         )  # what the restarted app shows on load
         shown = page_text(restarted)
-        assert f"Job {job_id} · running" in shown or f"Job {job_id} · succeeded" in shown, shown
+        assert f"generate #{job_id} · running" in shown or f"generate #{job_id} · succeeded" in shown, shown
         wait(lambda: not get_job(db, job_id).active, what="the job to end")
 
     job = get_job(db, job_id)
     assert job.status == "succeeded", job.error
-    assert f"Job {job_id} · succeeded" in page_text(
+    assert f"generate #{job_id} · succeeded" in page_text(
         open_page("generate", via_main=True, reviewer="fault-tester")
     )
     assert count_chains(db) == N_CHAINS
@@ -140,7 +140,7 @@ def test_the_job_is_killed_mid_batch_then_marked_failed_and_resumed_without_loss
         job = get_job(db, job_id)
         assert job.status == "failed" and not group_alive(job.pid)
         assert job.error.startswith("The process ended unexpectedly (killed, or crashed)"), job.error
-        assert f"Job {job_id} · failed" in page_text(at)
+        assert f"generate #{job_id} · failed" in page_text(at)
         assert "The process ended unexpectedly" in page_text(at)
 
         gate.release.set()

@@ -23,6 +23,7 @@ from tests.support.faults import (
 )
 from tests.support.pages import open_page, page_text
 from tests.support.probes import wait
+from tests.support.throttled import throttled
 from tests.support.training import make_version, tiny_config
 from training import queue
 
@@ -49,10 +50,12 @@ def test_the_app_crashes_mid_training_the_job_goes_on_and_a_restarted_page_re_at
     vid = make_version(db)
     body = (
         "from tests.support.training import tiny_config\n"
+        "from tests.support.throttled import throttled\n"
         "from training import queue\n"
-        f"job_id = queue.submit(db, tiny_config({str(tiny_model_dir)!r}, {vid}, max_steps=10, save_steps=4))\n"
+        f"cfg = tiny_config({str(tiny_model_dir)!r}, {vid}, max_steps=10, save_steps=4)\n"
+        "job_id = queue.submit(db, cfg, launcher=throttled(0.3))\n"
     )
-    env = {**os.environ, "COI_TRAIN_STEP_SLEEP": "0.3"}
+    env = dict(os.environ)
     app, job_id = start_stand_in_app(body, env, tmp_path / "app.log")
     wait(lambda: get_job(db, job_id).done >= 2, what="training steps")
     crash(app)
@@ -63,11 +66,12 @@ def test_the_app_crashes_mid_training_the_job_goes_on_and_a_restarted_page_re_at
     at = open_page(
         "train", reviewer="fault-tester"
     )  # the restarted app's Train page re-attaches to the running job
-    assert any(f"Job #{job_id}: running" in h.value for h in at.subheader) or not get_job(db, job_id).active
+    assert any(f"train #{job_id}: running" in h.value for h in at.subheader) or not get_job(db, job_id).active
     job = wait(lambda: (j := get_job(db, job_id)) and not j.active and j, what="the job to end")
     assert job.status == "succeeded", job.error
     assert any(
-        f"Job #{job_id}: succeeded" in h.value for h in open_page("train", reviewer="fault-tester").subheader
+        f"train #{job_id}: succeeded" in h.value
+        for h in open_page("train", reviewer="fault-tester").subheader
     )
     assert _loss_steps(db, job_id) == list(range(1, 11))
     _no_duplicates(db, job_id)
@@ -77,9 +81,10 @@ def test_the_job_is_killed_after_a_checkpoint_then_resumed_from_the_page_without
     db, db_path, tiny_model_dir, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("COI_LOG_DIR", str(tmp_path / "logs"))
-    monkeypatch.setenv("COI_TRAIN_STEP_SLEEP", "0.3")
     vid = make_version(db)
-    job_id = queue.submit(db, tiny_config(tiny_model_dir, vid, max_steps=12, save_steps=4))
+    job_id = queue.submit(
+        db, tiny_config(tiny_model_dir, vid, max_steps=12, save_steps=4), launcher=throttled(0.3)
+    )
     # Kill when a checkpoint exists AND metrics were logged after it (the rows a resume replays).
     wait(
         lambda: (j := get_job(db, job_id)).done >= (queue.checkpoint_step(j) or 99) + 2,
@@ -99,10 +104,9 @@ def test_the_job_is_killed_after_a_checkpoint_then_resumed_from_the_page_without
     )  # page load: the dead run is marked failed with a plain reason
     job = get_job(db, job_id)
     assert job.status == "failed" and not group_alive(job.pid)
-    assert any(f"Job #{job_id}: failed" in h.value for h in at.subheader)
+    assert any(f"train #{job_id}: failed" in h.value for h in at.subheader)
     assert "The process ended unexpectedly" in page_text(at)
 
-    monkeypatch.setenv("COI_TRAIN_STEP_SLEEP", "0")
     at.button(key="train_resume").click().run()  # the page's own Resume button
     assert not at.exception, at.exception
     job = wait(lambda: (j := get_job(db, job_id)) and not j.active and j, what="the resumed job to end")

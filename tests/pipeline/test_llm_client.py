@@ -81,10 +81,17 @@ def test_dropped_connection_is_retried(server, db_path):
     assert res.text == "after drop" and res.attempts == 2
 
 
-def test_malformed_and_empty_completions_are_retried(server, db_path):
+def test_malformed_and_empty_completions_are_retried_when_sampling(server, db_path):
     server.enqueue(Fault(kind="malformed"), Fault(kind="empty"), "good")
-    res = make_client(server, db_path).complete("p")
+    res = make_client(server, db_path, temperature=0.7).complete("p")
     assert res.text == "good" and res.attempts == 3 and server.request_count == 3
+
+
+def test_an_empty_answer_at_temperature_0_is_not_resent_unchanged(server, db_path):
+    server.enqueue(Fault(kind="empty"), "would come only on a resend")
+    res = make_client(server, db_path).complete("p")
+    assert server.request_count == 1 and res.attempts == 1
+    assert "empty completion" in res.error and server.base_url in res.error and "temperature 0" in res.error
 
 
 def test_final_failure_is_recorded_and_batch_goes_on(server, db_path, db):
@@ -103,7 +110,7 @@ def test_final_failure_is_recorded_and_batch_goes_on(server, db_path, db):
 def test_client_error_is_not_retried(server, db_path):
     server.enqueue(Fault(status=400))
     res = make_client(server, db_path).complete("p")
-    assert res.error and "BadRequest" in res.error and res.attempts == 1 and server.request_count == 1
+    assert res.error.startswith("HTTP 400 from") and res.attempts == 1 and server.request_count == 1
 
 
 def test_cache_makes_zero_requests_on_repeat(server, db_path, db):

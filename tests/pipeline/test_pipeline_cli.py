@@ -28,7 +28,8 @@ def test_coi_generate_foreground_records_a_job(db, db_path, capsys, monkeypatch)
         assert main([*argv, "--model", "scripted-model"]) == 0
         sent = server.request_count
         assert main([*argv, "--model", "scripted-model"]) == 0
-        assert server.request_count == sent  # the second identical run is all cache hits
+        # The second identical run is all cache hits: only the uncached preflight request goes out.
+        assert server.request_count == sent + 1
     out = capsys.readouterr().out
     assert "chains added 4" in out and "chains added 0 (already there 4)" in out
     assert count_chains(db) == 4
@@ -45,9 +46,9 @@ def test_coi_generate_with_too_few_tasks_is_a_plain_error(db_path, capsys):
 
 def test_coi_generate_resume_refuses_a_job_that_is_not_a_stopped_generate_job(db, db_path, capsys):
     assert main(["generate", "--db", str(db_path), "--resume", "999"]) == 2
-    assert "no generate job #999" in capsys.readouterr().err
+    assert "There is no job #999" in capsys.readouterr().err
     ok = db.execute(
         "INSERT INTO jobs (kind, status, created_at) VALUES ('generate', 'succeeded', 'now')"
     ).lastrowid
     assert main(["generate", "--db", str(db_path), "--resume", str(ok)]) == 2
-    assert "only failed or cancelled" in capsys.readouterr().err
+    assert "cannot resume: it succeeded with nothing left to redo" in capsys.readouterr().err
