@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from store.config import from_plain, to_plain
+from store.endpoints import check_base_url
 from store.errors import CoiError
 
 MODES = ("chain", "stepwise-gold", "stepwise-own")
@@ -44,6 +45,22 @@ class EvalConfig:
     )
     use_stemmer: bool = field(default=False, metadata={"help": "Porter-stem words before ROUGE-L."})
     name: str = field(default="", metadata={"help": "A label for the run."})
+    endpoint: str = field(
+        default="",
+        metadata={
+            "help": "Generate through this OpenAI-compatible server (vLLM, SGLang, ...) instead of locally."
+        },
+    )
+    endpoint_model: str = field(
+        default="",
+        metadata={"help": "The model name the endpoint serves (a vLLM LoRA module's name for an adapter)."},
+    )
+    concurrency: int = field(default=8, metadata={"help": "Requests in flight at once (endpoint eval)."})
+
+    @property
+    def remote(self) -> bool:
+        """True when an endpoint generates the answers: no local model is loaded."""
+        return bool(self.endpoint)
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in MODES]
@@ -55,6 +72,12 @@ class EvalConfig:
             raise CoiError("Batch size and max new tokens must be at least 1", "Pick positive numbers.")
         if not 0.0 <= self.fail_threshold <= 1.0:
             raise CoiError("The fail threshold is a ROUGE-L value", "Pick a number between 0 and 1.")
+        if self.endpoint:
+            check_base_url(self.endpoint)  # no credentials in it, http(s) only
+        if self.endpoint and not self.endpoint_model:
+            raise CoiError("An endpoint eval needs the model name the server uses", "Set --endpoint-model.")
+        if self.concurrency < 1:
+            raise CoiError("Concurrency must be at least 1", "Pick a positive number.")
 
     def to_dict(self) -> dict:
         return to_plain(self)

@@ -32,6 +32,10 @@ class EndpointGenerator:
     def __post_init__(self) -> None:
         import openai
 
+        # Greedy answers by prompt, as the local generator keeps them: stepwise-own's step 1 is
+        # stepwise-gold's step 1, so it is asked once.
+        self.cache: dict[str, Generation] = {}
+
         if self.concurrency < 1:
             raise CoiError("Concurrency must be at least 1", "Set the endpoint concurrency to 1 or more.")
         self._openai = openai
@@ -44,15 +48,17 @@ class EndpointGenerator:
 
     def generate(self, prompts: Sequence[str], on_batch: Progress | None = None) -> list[Generation]:
         """Answers in prompt order; progress is reported per finished request."""
-        out: list[Generation | None] = [None] * len(prompts)
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(len(prompts), 1))) as pool:
-            futures = {pool.submit(self._one, p): i for i, p in enumerate(prompts)}
-            done = 0
-            for future in futures:
-                out[futures[future]] = future.result()
-                done += 1
+        out: list[Generation | None] = [self.cache.get(p) for p in prompts]
+        todo = [i for i, g in enumerate(out) if g is None]
+        if on_batch and len(todo) < len(prompts):
+            on_batch(len(prompts) - len(todo), f"reused {len(prompts) - len(todo)} earlier answer(s)")
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(len(todo), 1))) as pool:
+            futures = {pool.submit(self._one, prompts[i]): i for i in todo}
+            for done, future in enumerate(futures, 1):
+                i = futures[future]
+                out[i] = self.cache[prompts[i]] = future.result()
                 if on_batch:
-                    on_batch(1, f"generated {done}/{len(prompts)} via {self.base_url}")
+                    on_batch(1, f"generated {done}/{len(todo)} via {self.base_url}")
         return out  # type: ignore[return-value]
 
     def request_body(self, prompt: str) -> dict:

@@ -100,12 +100,15 @@ def submit_eval(
     cfg = resolve_config(db, cfg)
     load_eval_records(db, cfg)  # fail now, in the form, rather than in the background
     name = cfg.name or _default_name(cfg)
+    resource = "remote" if cfg.remote else "device"  # an endpoint eval loads no local model
     return runtime.submit(
-        db, "eval", cfg.to_dict(), name=name, resource="device", launcher=launcher, start=launch_process
+        db, "eval", cfg.to_dict(), name=name, resource=resource, launcher=launcher, start=launch_process
     )
 
 
 def _default_name(cfg: EvalConfig) -> str:
+    if cfg.remote:
+        return f"{cfg.endpoint_model} at {cfg.endpoint} on v{cfg.version}/{cfg.split}"
     model = cfg.model or "gemma-3-270m"
     tuned = (
         f" + adapter of train #{cfg.adapter_job}"
@@ -115,12 +118,35 @@ def _default_name(cfg: EvalConfig) -> str:
     return f"{model}{tuned} on v{cfg.version}/{cfg.split}"
 
 
+def make_generator(cfg: EvalConfig):
+    """The local model (base, or base + adapter), or the endpoint that serves it."""
+    from eval.endpoint import EndpointGenerator
+    from eval.predict import load_generator
+    from store.endpoints import job_key
+
+    if cfg.remote:
+        log(f"1/3 endpoint {cfg.endpoint}, model {cfg.endpoint_model}")
+        key = job_key(cfg.endpoint)  # the operator's key only for the operator's own endpoints
+        return EndpointGenerator(
+            cfg.endpoint,
+            cfg.endpoint_model,
+            api_key=key,
+            max_new_tokens=cfg.max_new_tokens,
+            concurrency=cfg.concurrency,
+        )
+    gen = load_generator(
+        cfg.model, cfg.adapter_dir, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, log=log
+    )
+    log(f"1/3 model {cfg.model or 'gemma-3-270m'}{' + ' + cfg.adapter_dir if cfg.adapter_dir else ''}")
+    return gen
+
+
 def run_eval(job_id: int, *, after_chunk: Callable[[], None] = lambda: None) -> dict:
     """The child's main sequence: model -> predictions per mode -> report; returns the job result.
 
     ``after_chunk`` runs after each saved group of chains (tests inject a pause there).
     """
-    from eval.predict import PREDICTORS, load_generator, units
+    from eval.predict import PREDICTORS, units
     from eval.report import build_report, write_report
     from eval.rouge import RougeL
 
@@ -131,10 +157,7 @@ def run_eval(job_id: int, *, after_chunk: Callable[[], None] = lambda: None) -> 
     records = load_eval_records(db, cfg)
     total = sum(units(records, m) for m in cfg.modes)
     heartbeat(db, job_id, done=0, total=total, message="loading the model")
-    gen = load_generator(
-        cfg.model, cfg.adapter_dir, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, log=log
-    )
-    log(f"1/3 model {cfg.model or 'gemma-3-270m'}{' + ' + cfg.adapter_dir if cfg.adapter_dir else ''}")
+    gen = make_generator(cfg)
     done, reused = 0, 0
     scorer = RougeL(cfg.use_stemmer)
     for mode in cfg.modes:

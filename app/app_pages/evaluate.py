@@ -53,6 +53,15 @@ def new_run_form() -> None:
         new_tokens = right.number_input("Max new tokens", 1, 4096, EvalConfig.max_new_tokens)
         limit = left.number_input("Chains (0: all)", 0, 100_000, 0, help=help_of("limit"))
         threshold = right.slider("Fail threshold", 0.0, 1.0, EvalConfig.fail_threshold, 0.05)
+        st.caption(
+            "Or generate through a serving engine (vLLM, SGLang, llama.cpp): the same prompts and scores."
+        )
+        endpoint = left.text_input(
+            "Endpoint base URL (optional)", "", help=help_of("endpoint"), key="eval_endpoint"
+        )
+        endpoint_model = right.text_input(
+            "Model name there", "", help=help_of("endpoint_model"), key="eval_endpoint_model"
+        )
         if not st.form_submit_button("Start", type="primary", **admin_only()):
             return
     cfg = guarded(
@@ -65,6 +74,8 @@ def new_run_form() -> None:
         max_new_tokens=int(new_tokens),
         limit=int(limit) or None,
         fail_threshold=threshold,
+        endpoint=endpoint.strip(),
+        endpoint_model=endpoint_model.strip(),
     )
     if cfg is not None:
         with open_db(db_path()) as db:

@@ -84,3 +84,43 @@ def test_transformers_serve_gives_the_local_greedy_answers(tiny_model_dir):
         remote = EndpointGenerator(server.base_url, str(tiny_model_dir), max_new_tokens=6).generate(prompts)
     assert [g.text for g in remote] == [g.text for g in local]
     assert all(g.n_tokens > 0 for g in remote)
+
+
+def test_an_endpoint_eval_job_runs_beside_the_device_and_writes_its_report(db, tmp_path):
+    import json
+    from pathlib import Path
+
+    from eval.config import EvalConfig
+    from eval.run import submit_eval
+    from store.jobs import get_job
+    from store.predictions import predicted_modes
+    from tests.support.eval_runs import wait_for
+
+    vid = make_version(db)
+    with ScriptedLLMServer(responder=lambda body: _answer(prompt_text(body))) as server:
+        cfg = EvalConfig(
+            version=vid, endpoint=server.base_url, endpoint_model="coi-adapter", max_new_tokens=16
+        )
+        run = submit_eval(db, cfg)
+        assert get_job(db, run).resource == "remote"  # it loads no model, so it does not wait for the device
+        job = wait_for(db, run, lambda j: not j.active)
+        assert job.status == "succeeded", job.error
+        n_test = len(version_records(db, vid, "test"))
+        prompts = [b["prompt"] for b in server.requests]
+    assert sorted(predicted_modes(db, run)) == ["chain", "stepwise-gold", "stepwise-own"]
+    report = json.loads((Path(job.result["report_dir"]) / "report.json").read_text())
+    assert report["modes"]["chain"]["overall"]["n_chains"] == n_test
+    # Each distinct prompt is asked once (stepwise-own's step 1 is stepwise-gold's step 1), so fewer
+    # requests go out than the modes have answers: chains + 2 x steps.
+    n_steps = sum(r["length"] for r in version_records(db, vid, "test"))
+    assert len(prompts) == len(set(prompts)) <= n_test + 2 * n_steps - n_test
+
+
+def test_an_endpoint_with_credentials_or_without_a_model_name_is_refused():
+    from eval.config import EvalConfig
+
+    with pytest.raises(CoiError, match="must not contain a user name or key") as exc:
+        EvalConfig(endpoint="http://bob:sk-secret@127.0.0.1:9/v1", endpoint_model="m")
+    assert "sk-secret" not in str(exc.value)
+    with pytest.raises(CoiError, match="needs the model name"):
+        EvalConfig(endpoint="http://127.0.0.1:9/v1")
