@@ -31,7 +31,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="JOB",
         help="start a failed or cancelled generate job again, in the background",
     )
+    p.add_argument(
+        "--batch-out",
+        metavar="DIR",
+        help="write the next step depth's uncached requests as OpenAI Batch JSONL into DIR (no calls made)",
+    )
+    p.add_argument(
+        "--batch-in", metavar="FILE", help="store a provider's batch output file as answers (all or nothing)"
+    )
     p.set_defaults(func=cmd_generate)
+
+    p = subparsers.add_parser(
+        "judge", help="an LLM judge per step: an eval run's predictions, or the LLM-written steps of chains"
+    )
+    p.add_argument("--db", default=None, help="SQLite file (default: $COI_DB or data/coi.db)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", type=int, metavar="EVAL_RUN", help="judge this eval run's predictions")
+    target.add_argument("--chains", action="store_true", help="judge the LLM-written steps of open chains")
+    p.add_argument("--mode", default="chain", help="the eval mode to judge (with --run)")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many chains (with --chains)")
+    add_arguments(p, LLMConfig)
+    p.set_defaults(func=cmd_judge)
 
     p = subparsers.add_parser(
         "serve-llm", help="run the embedded local LLM (transformers serve) until Ctrl-C"
@@ -43,10 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipeline.llm import LLMConfig
     from pipeline.run import BatchConfig, launch_batch
-    from store import env
-    from store.config import overrides_from_args
     from store.db import connect
 
     db = connect(args.db)
@@ -56,10 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         resume_batch(db, args.resume)  # the job applies the key rule itself (store.endpoints)
         print(f"Resumed generate #{args.resume}; saved chains and answered calls are reused.")
         return 0
-    overrides = overrides_from_args(args, LLMConfig)
-    # A --base-url typed in the shell is the operator's own choice; a saved one is not.
-    overrides["api_key"] = env.api_key() if args.base_url else None
-    llm = LLMConfig.resolve(db, **overrides)
+    llm = cli_llm_config(db, args)
     batch = BatchConfig(
         task_ids=tuple(args.tasks),
         categories=tuple(args.categories),
@@ -68,11 +82,78 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         llm=llm.to_dict(),
     )
+    if args.batch_in or args.batch_out:
+        return batch_files(db, args, batch, llm)
     print(f"LLM: {llm.describe()}")
     if args.background:
         print(f"Started generate #{launch_batch(db, batch, llm)} (follow it on the Generate page).")
         return 0
     return run_foreground(db, args.db, batch, llm)
+
+
+def cli_llm_config(db, args: argparse.Namespace):
+    """The LLM config of a command: its flags over Settings, env and defaults. A --base-url typed in the
+    shell is the operator's own choice, so it gets the operator's key; a saved one gets it only if listed."""
+    from pipeline.llm import LLMConfig
+    from store import env
+    from store.config import overrides_from_args
+
+    overrides = overrides_from_args(args, LLMConfig)
+    overrides["api_key"] = env.api_key() if args.base_url else None
+    return LLMConfig.resolve(db, **overrides)
+
+
+def batch_files(db, args: argparse.Namespace, batch, llm) -> int:
+    """--batch-in stores a provider's answers; --batch-out writes the next depth's requests (or finishes)."""
+    from pipeline.batch import PLACEHOLDER_URL, read_results, write_requests
+    from pipeline.llm import with_overrides
+    from store.db import default_db_path
+
+    if args.batch_in:
+        got = read_results(db, args.batch_in)
+        print(
+            f"{args.batch_in}: {got.answered} answers stored, {got.failed} failed, {got.already} already stored"
+        )
+    if not args.batch_out:
+        return 0
+    offline = with_overrides(llm, base_url=PLACEHOLDER_URL, api_key="")  # nothing is sent anywhere
+    out = write_requests(db, args.db or default_db_path(), offline, batch, args.batch_out)
+    if out.report is None:
+        print(f"{out.path}: {out.requests} requests for the next step depth.")
+        print(f"Run it (e.g. vllm run-batch -i {out.path} -o results.jsonl --model {llm.model or 'MODEL'}),")
+        print(f"then: coi generate --batch-in results.jsonl --batch-out {args.batch_out} (same batch flags)")
+        return 0
+    print(format_summary(out.report.as_dict()))
+    print(f"Every depth is answered: {out.report.chains_added} chains stored for review.")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from pipeline.embedded import llm_endpoint
+    from pipeline.judge import judge_chain_steps, judge_run
+    from pipeline.llm import LLMClient
+    from store.db import connect, default_db_path
+    from store.judgements import human_agreement, verdict_counts
+    from store.queue import QueueFilter, queue_ids
+
+    db = connect(args.db)
+    with llm_endpoint(cli_llm_config(db, args)) as live:
+        client = LLMClient(live, args.db or default_db_path())
+        if args.run is not None:
+            n = judge_run(db, client, args.run, mode=args.mode)
+            print(
+                f"judged {n} steps of eval #{args.run} ({args.mode}): {verdict_counts(db, args.run, args.mode)}"
+            )
+        else:
+            ids = queue_ids(db, QueueFilter(sort="oldest"), limit=args.limit)  # proposed and needs_review
+            print(f"judged {judge_chain_steps(db, client, ids)} LLM-written steps of {len(ids)} open chains")
+    agree = human_agreement(db)
+    if agree.n:
+        print(
+            f"judge vs reviewers on {agree.n} decided steps: agreement {agree.percent:.0%}, kappa {agree.kappa if agree.kappa is not None else 'n/a'}"
+        )
+    print(f"requests sent: {client.totals.requests} (cached verdicts cost nothing)")
+    return 0
 
 
 def run_foreground(db, db_path, batch, llm) -> int:

@@ -151,3 +151,47 @@ def test_provider_errors_are_stored_as_failures_and_asked_again(tmp_path, db, db
     assert (result.answered, result.failed) == (len(lines) - 1, 1)
     retry = write_requests(db, db_path, batch_llm_config("scripted-model"), BATCH, tmp_path / "next")
     assert retry.requests == 1 and json.loads(retry.path.read_text())["custom_id"] == lines[0]["custom_id"]
+
+
+def test_the_cli_walks_the_depths_with_a_batch_runner(tmp_path, db, db_path, capsys):
+    from cli import main
+
+    insert_test_tasks(db)
+    flags = [
+        "generate",
+        "--db",
+        str(db_path),
+        "-n",
+        "4",
+        "--lengths",
+        "2",
+        "3",
+        "--seed",
+        "5",
+        "--model",
+        "scripted-model",
+    ]
+    out_dir = tmp_path / "batches"
+    assert main([*flags, "--batch-out", str(out_dir)]) == 0
+    for depth in range(1, 10):
+        printed = capsys.readouterr().out
+        if "Every depth is answered: 4 chains stored" in printed:
+            break
+        assert f"requests-{depth}.jsonl" in printed
+        results = tmp_path / f"results-{depth}.jsonl"
+        run_batch_file(out_dir / f"requests-{depth}.jsonl", results)
+        assert main([*flags, "--batch-in", str(results), "--batch-out", str(out_dir)]) == 0
+    assert depth == 6 and len(_chains(db)) == 4
+
+
+def test_the_cli_names_the_bad_line(tmp_path, db, db_path, answered_round, capsys):
+    from cli import main
+
+    answered_round.write_text(answered_round.read_text() + "{not json\n")
+    code = main(
+        ["generate", "--db", str(db_path), "--model", "scripted-model", "--batch-in", str(answered_round)]
+    )
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "results.jsonl, line" in err and "is not JSON" in err and "Traceback" not in err
+    assert _answered(db) == 0

@@ -90,3 +90,17 @@ def test_agreement_with_seeded_human_decisions(db, judge):
     assert result.n == 8 and result.percent == pytest.approx(5 / 8)
     # Judge ok 6/8, human ok 3/8: p_e = (6*3 + 2*5) / 64 = 28/64; kappa = (40/64 - 28/64) / (36/64) = 1/3.
     assert result.kappa == pytest.approx(1 / 3)
+
+
+def test_coi_judge_a_run_then_again_for_free(db, db_path, capsys):
+    from cli import main
+
+    run_id = fake_run(db, {add_chain(db, 2, tag="a"): [0.9, 0.1]})
+    with ScriptedLLMServer(responder=_grader) as server:
+        argv = ["judge", "--db", str(db_path), "--run", str(run_id), "--base-url", server.base_url, "--model", "j"]
+        assert main(argv) == 0
+        first = capsys.readouterr().out
+        assert main(argv) == 0
+        again = capsys.readouterr().out
+    assert f"judged 2 steps of eval #{run_id} (chain): {{'wrong': 2}}" in first
+    assert "requests sent: 2" in first and "requests sent: 0" in again
