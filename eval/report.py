@@ -13,6 +13,7 @@ from eval.metrics import METRICS, paired_bootstrap
 from eval.rouge import aggregate
 from store.errors import CoiError
 from store.jobs import get_job
+from store.judgements import human_agreement, verdict_counts
 from store.predictions import get_predictions
 
 MAIN_MODES = ("chain", "stepwise-own", "stepwise-gold")
@@ -59,6 +60,7 @@ def build_report(
         "main_mode": mode,
         "overall": {m: a["overall"] for m, a in modes.items()},
         "modes": modes,
+        "judge": judge_summary(db, run_id, list(modes)),
     }
     if compare_to is None:
         report["paper_table"] = paper_table(None, preds, mode or "chain")
@@ -73,6 +75,32 @@ def build_report(
             "modes": {m: compare(other_preds, preds, m) for m in modes},
         }
     return report
+
+
+def judge_summary(db: sqlite_utils.Database, run_id: int, modes: list[str]) -> dict:
+    """The LLM judge's verdicts on this run per mode (``coi judge --run``), and how far the judge agrees
+    with reviewers on the generated steps both judged, so the user can see whether to trust it."""
+    verdicts = {m: counts for m in modes if (counts := verdict_counts(db, run_id, m))}
+    agree = human_agreement(db)
+    return {
+        "verdicts": verdicts,
+        "agreement": {"n": agree.n, "percent": agree.percent, "kappa": agree.kappa},
+    }
+
+
+def _judge_lines(judge: dict | None) -> list[str]:
+    if not judge or not (judge["verdicts"] or judge["agreement"]["n"]):
+        return []
+    lines = ["## LLM judge", ""]
+    for mode, counts in judge["verdicts"].items():
+        lines.append(f"- {mode}: " + ", ".join(f"{v} {n}" for v, n in sorted(counts.items())))
+    a = judge["agreement"]
+    if a["n"]:
+        kappa = "n/a" if a["kappa"] is None else f"{a['kappa']:.2f}"
+        lines.append(
+            f"- against reviewers on {a['n']} decided steps: agreement {a['percent']:.0%}, Cohen's kappa {kappa}"
+        )
+    return [*lines, ""]
 
 
 def _final_rows(preds, mode: str) -> dict[int, object]:
@@ -312,6 +340,7 @@ def to_markdown(report: dict) -> str:
     lines += _markerless_note(report["modes"])
     for mode, a in report["modes"].items():
         lines += _mode_section(mode, a)
+    lines += _judge_lines(report.get("judge"))
     if "compare" in report:
         lines += _compare_section(report["compare"])
     return "\n".join(lines).rstrip() + "\n"

@@ -104,3 +104,14 @@ def test_coi_judge_a_run_then_again_for_free(db, db_path, capsys):
         again = capsys.readouterr().out
     assert f"judged 2 steps of eval #{run_id} (chain): {{'wrong': 2}}" in first
     assert "requests sent: 2" in first and "requests sent: 0" in again
+
+
+def test_the_eval_report_shows_the_judges_verdicts(db, judge):
+    from eval.report import build_report, to_markdown
+
+    _, client = judge
+    run_id = fake_run(db, {add_chain(db, 2, tag="a"): [0.9, 0.1]})
+    judge_run(db, client, run_id)
+    report = build_report(db, run_id)
+    assert report["judge"]["verdicts"] == {"chain": {"wrong": 2}}
+    assert "## LLM judge" in to_markdown(report) and "- chain: wrong 2" in to_markdown(report)
