@@ -125,10 +125,15 @@ def typed_import_path(actor: Actor, typed: str) -> Path:
 
 
 def send_failures_to_review(
-    actor: Actor, db: sqlite_utils.Database, chain_ids: list[int], *, reason: str
+    actor: Actor,
+    db: sqlite_utils.Database,
+    chain_ids: list[int],
+    *,
+    reason: str,
+    failures: dict[int, dict] | None = None,
 ) -> int:
-    """Mark an eval run's failing chains needs_review (admin)."""
+    """Mark an eval run's failing chains needs_review, each with its run, failing step and score (admin)."""
     from store.predictions import mark_chains_needs_review
 
     require(actor, ADMIN, "send eval failures to Review")
-    return mark_chains_needs_review(db, chain_ids, author=actor.name, reason=reason)
+    return mark_chains_needs_review(db, chain_ids, author=actor.name, reason=reason, failures=failures)

@@ -311,6 +311,7 @@ def analyze(preds: Iterable[Prediction], threshold: float) -> dict:
             "origin_first": origin_counts(fails, first_only=True),
             "error_kinds": kind_counts(fails),
             "failing_chains": sorted({f["chain_id"] for f in fails}),
+            "failures": [f for f in fails if f["first"]],
             "step_types": dict(Counter(step_type(p) for rows in chains.values() for p in rows)),
             "metrics": {name: metric_view(chains, gold, threshold, sc) for name, sc in scorers.items()},
         }

@@ -262,34 +262,41 @@ def _mode_section(mode: str, a: dict) -> list[str]:
 METRIC_TITLES = {"rougeL": "ROUGE-L", "exact_match": "exact match", "step_aware": "step-aware"}
 
 
+def metric_rows(a: dict) -> list[dict]:
+    """One row per metric (x 100): the final output by chain length, each step, first failing steps."""
+    views = a.get("metrics") or {}
+    rows = []
+    for name, v in views.items():
+        row: dict = {"metric": METRIC_TITLES.get(name, name)}
+        for n, cell in v["by_length"].items():
+            row[f"final {n if n == 'all' else 'CoI' + n}"] = round(100 * cell["final"]["mean"], 1)
+        for pos, mean in v["by_step"].get("all", {}).items():
+            row[f"step {pos}"] = round(100 * mean, 1)
+        row["first failing step: chains"] = ", ".join(
+            f"{k}: {c}" for k, c in v["first_failing"].get("all", {}).items()
+        )
+        rows.append(row)
+    return rows
+
+
+def first_failures(a: dict) -> dict[int, dict]:
+    """chain id -> its first failing step under its own metric, with the score (for Send to Review)."""
+    out = {}
+    for f in a.get("failures") or []:
+        if f["first"]:
+            out[f["chain_id"]] = {"step": f["position"], "score": f["score"], "metric": f["step_type"]}
+    return out
+
+
 def _metrics_section(a: dict, max_pos: int) -> list[str]:
     """Every metric side by side: the final output by length, each step, and first failing steps."""
-    views = a.get("metrics") or {}
-    if not views:
+    rows = metric_rows(a)
+    if not rows:
         return []
     types = ", ".join(f"{n} {t}" for t, n in sorted((a.get("step_types") or {}).items()))
+    header = list(rows[0])
     lines = ["", f"Every metric x 100 (step types: {types}; step-aware scores each step by its type):", ""]
-    names = list(views)
-    lengths = list(next(iter(views.values()))["by_length"])
-    lines += _table(
-        ["length", "chains"] + [f"final {METRIC_TITLES.get(m, m)}" for m in names],
-        [
-            [n if n == "all" else f"CoI{n}", views[names[0]]["by_length"][n]["n"]]
-            + [_pct(views[m]["by_length"][n]["final"]["mean"]) for m in names]
-            for n in lengths
-        ],
-    )
-    lines += [""]
-    lines += _table(
-        ["metric"] + [f"step {k}" for k in range(1, max_pos + 1)] + ["first failing step: chains"],
-        [
-            [METRIC_TITLES.get(m, m)]
-            + [_pct(v["by_step"].get("all", {}).get(str(k), float("nan"))) for k in range(1, max_pos + 1)]
-            + [", ".join(f"{k}: {c}" for k, c in v["first_failing"].get("all", {}).items())]
-            for m, v in views.items()
-        ],
-    )
-    return lines
+    return lines + _table(header, [[r.get(h, "") for h in header] for r in rows])
 
 
 def _compare_section(cmp: dict) -> list[str]:

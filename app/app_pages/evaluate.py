@@ -12,10 +12,10 @@ from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
 from eval.analysis import drill_down, group
 from eval.config import MODES, EvalConfig, help_of
-from eval.report import build_report, main_mode
+from eval.report import build_report, first_failures, main_mode, metric_rows
 from store.db import open_db
 from store.jobs import list_jobs
-from store.predictions import get_predictions
+from store.predictions import get_predictions, reopen_counts
 from store.versions import list_versions
 
 
@@ -157,6 +157,8 @@ for label, report in reports:
             f"(95% CI {100 * overall['final']['low']:.1f}-{100 * overall['final']['high']:.1f}), "
             f"all steps {100 * overall['steps']['mean']:.1f}, {overall['n_chains']} chains"
         )
+st.caption("Every metric x 100: each step also scored by the metric that fits its type (step-aware)")
+st.dataframe(metric_rows(reports[0][1]["modes"].get(mode, {})), hide_index=True, key="metric_table")
 columns = st.columns(2)
 for i, make in enumerate(ALL_FIGURES):
     columns[i % 2].plotly_chart(make(reports, mode), key=f"fig_{make.__name__}")
@@ -199,12 +201,29 @@ for step in drill_down(preds, chain_id, mode):
     st.caption("Word diff: [-only in the reference-] {+only in the prediction+}")
     plain_text(step["diff"])
 
-if failing and st.button(
-    f"Send the {len(failing)} failing chain(s) to Review", key="to_review", **admin_only()
-):
+if failing:
     with open_db(db_path()) as db:
-        n = guarded(
-            send_failures_to_review, current_actor(), db, failing, reason=f"failed eval run #{first} ({mode})"
-        )
-    if n is not None:
-        st.success(f"{n} chain(s) are now in the Review queue as needs_review.")
+        reopens = reopen_counts(db, failing).get("accepted", 0)
+    st.caption(
+        f"Send to Review: {len(failing)} failing chain(s) go back as needs_review, {reopens} of them accepted"
+        " before; each keeps this run, its first failing step and the score."
+    )
+    sure = st.checkbox(f"Yes, reopen {reopens} accepted chain(s)", key="to_review_sure") if reopens else True
+    allowed = admin_only()
+    allowed["disabled"] = allowed["disabled"] or not sure
+    if st.button(f"Send the {len(failing)} failing chain(s) to Review", key="to_review", **allowed):
+        failures = {
+            cid: {"eval_run": first, "mode": mode, **f}
+            for cid, f in first_failures(reports[0][1]["modes"][mode]).items()
+        }
+        with open_db(db_path()) as db:
+            n = guarded(
+                send_failures_to_review,
+                current_actor(),
+                db,
+                failing,
+                reason=f"failed eval run #{first} ({mode})",
+                failures=failures,
+            )
+        if n is not None:
+            st.success(f"{n} chain(s) are now in the Review queue as needs_review.")

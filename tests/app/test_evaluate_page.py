@@ -53,10 +53,15 @@ def test_failing_chains_go_back_to_review(db):
     at = open_page("evaluate")
     at.selectbox(key="run_a").set_value(a)
     at.run()
+    assert any("2 of them accepted before" in c.value for c in at.caption)
+    assert at.button(key="to_review").disabled  # reopening accepted chains needs a yes first
+    at.checkbox(key="to_review_sure").check().run()
     at.button(key="to_review").click()
     at.run()
     assert not at.exception, at.exception
     assert "now in the Review queue" in at.success[0].value
+    failure = get_chain(db, ids[1]).meta["eval_failure"]
+    assert failure["eval_run"] == a and failure["mode"] == at.selectbox(key="mode").value and failure["step"] >= 1
     statuses = {cid: get_chain(db, cid).status for cid in ids}
     assert statuses == {
         ids[0]: "accepted",

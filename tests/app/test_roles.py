@@ -111,7 +111,9 @@ def test_evaluate_start_and_send_to_review_are_refused_to_an_annotator(db):
     assert _button(at, label="Start").disabled
     _refused(at, _button(at, "to_review"))
     assert {get_chain(db, c).status for c in ids} == {"accepted"}
-    assert not _button(page("evaluate", ADMIN), "to_review").disabled
+    admin = page("evaluate", ADMIN)
+    admin.checkbox(key="to_review_sure").check().run()  # reopening accepted chains asks first
+    assert not _button(admin, "to_review").disabled
 
 
 def test_data_typed_path_is_admin_only(db):
