@@ -19,6 +19,8 @@ def _mode(report: dict, mode: str) -> dict:
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, barmode="group", legend_title_text="run")
+    # Below the plot: long run names beside it would squeeze the plot to a third of its width.
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0))
     return fig
 
 

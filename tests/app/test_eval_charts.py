@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.eval_charts import by_length_figure, by_step_figure
+from app.eval_charts import ALL_FIGURES, by_length_figure, by_step_figure
 
 REPORT = {
     "modes": {
@@ -33,3 +33,18 @@ def test_rouge_charts_use_a_fixed_0_to_100_axis_and_scale_scores():
 def test_a_mode_missing_from_a_run_gives_empty_bars():
     fig = by_length_figure([("base", {"modes": {}})], "stepwise-own")
     assert list(fig.data[0].x) == [] and list(fig.data[0].y) == []
+
+
+def test_legends_sit_below_the_plots():
+    report = {"modes": {"chain": {}}}
+    for make in ALL_FIGURES:
+        legend = make([("a run with a long name", report)], "chain").layout.legend
+        assert legend.orientation == "h" and legend.y < 0, make.__name__
+
+
+def test_a_short_loss_series_has_markers():
+    from app.charts import loss_figure
+
+    one = loss_figure([{"name": "loss", "step": 1, "value": 2.0}])
+    many = loss_figure([{"name": "loss", "step": s, "value": 1.0} for s in range(50)])
+    assert one.data[0].mode == "lines+markers" and many.data[0].mode == "lines"
