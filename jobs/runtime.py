@@ -244,6 +244,17 @@ def describe_wait(db: sqlite_utils.Database, job: Job) -> str:
     return f"queued, number {spot.position} in line for {spot.waits_for}"
 
 
+def state_line(db: sqlite_utils.Database, job: Job) -> str:
+    """What a page shows under a job: its place in the queue, its live message while it runs, and
+    once it ended how it ended and how far it got (never the last ETA of a stopped run)."""
+    if job.status == "queued":
+        return describe_wait(db, job)
+    if job.active:
+        return job.message or ""
+    reached = f" at {job.done} of {job.total} ({job.progress:.0%})" if job.total else ""
+    return outcome_line(job) + (reached if job.status != "succeeded" else "")
+
+
 def outcome_line(job: Job) -> str:
     """One plain line on how a job ended, with its failed-items count when there is one."""
     failed, total = job.result.get("failed_items", 0), job.result.get("total_items", 0)

@@ -100,7 +100,7 @@ def job_status(db, job: Job) -> None:
     st.subheader(f"{runtime.label(job)}: {job.status}")
     st.text(job.name)
     st.progress(min(max(job.progress or 0.0, 0.0), 1.0))
-    st.text(runtime.describe_wait(db, job) or job.message or "")
+    st.text(runtime.state_line(db, job))
     if job.status == "failed" and job.error:
         reason, _, tail = job.error.partition("\n\n")
         st.error(reason, icon="⚠️")
@@ -126,8 +126,8 @@ def live_view() -> None:
         left, right = st.columns([2, 1])
         left.plotly_chart(loss_figure(rows), key=f"train_loss_{job.id}")
         right.plotly_chart(throughput_figure(rows), key=f"train_tps_{job.id}")
-    st.caption("Log (last lines)")
-    plain_text(log_tail(job.log_path, 30) or "(no log yet)", height=260)
+    st.caption("Log (the last 30 lines; the newest at the bottom)")
+    plain_text(log_tail(job.log_path, 30) or "(no log yet)")  # no fixed height: the newest line stays in view
 
 
 def run_history(db) -> None:

@@ -61,7 +61,11 @@ def test_failing_chains_go_back_to_review(db):
     assert not at.exception, at.exception
     assert "now in the Review queue" in at.success[0].value
     failure = get_chain(db, ids[1]).meta["eval_failure"]
-    assert failure["eval_run"] == a and failure["mode"] == at.selectbox(key="mode").value and failure["step"] >= 1
+    assert (
+        failure["eval_run"] == a
+        and failure["mode"] == at.selectbox(key="mode").value
+        and failure["step"] >= 1
+    )
     statuses = {cid: get_chain(db, cid).status for cid in ids}
     assert statuses == {
         ids[0]: "accepted",

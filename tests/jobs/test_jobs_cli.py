@@ -46,3 +46,16 @@ def test_train_and_eval_wait_exit_non_zero_when_the_job_fails(db, db_path, tmp_p
     assert "train #1 failed" in out and "eval #2 failed" in err
     log = (tmp_path / "logs" / "job-2.log").read_text().rstrip().splitlines()
     assert any(line.startswith("== outcome: eval #2 failed") for line in log[-4:])
+
+
+def test_a_stopped_job_shows_how_it_ended_not_its_last_eta(db):
+    from jobs.runtime import state_line
+    from store.jobs import create_job, finish_job, get_job, heartbeat
+
+    job_id = create_job(db, "train", {}, status="running")
+    heartbeat(db, job_id, done=3, total=10, message="step 3/10 · 1.2 s/step · ETA 0:21:34")
+    assert state_line(db, get_job(db, job_id)) == "step 3/10 · 1.2 s/step · ETA 0:21:34"
+    finish_job(db, job_id, "cancelled", error="cancelled by the user")
+    line = state_line(db, get_job(db, job_id))
+    assert line == f"train #{job_id} cancelled: cancelled by the user at 3 of 10 (30%)"
+    assert "ETA" not in line and "running" not in line

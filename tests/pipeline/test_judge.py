@@ -97,7 +97,17 @@ def test_coi_judge_a_run_then_again_for_free(db, db_path, capsys):
 
     run_id = fake_run(db, {add_chain(db, 2, tag="a"): [0.9, 0.1]})
     with ScriptedLLMServer(responder=_grader) as server:
-        argv = ["judge", "--db", str(db_path), "--run", str(run_id), "--base-url", server.base_url, "--model", "j"]
+        argv = [
+            "judge",
+            "--db",
+            str(db_path),
+            "--run",
+            str(run_id),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "j",
+        ]
         assert main(argv) == 0
         first = capsys.readouterr().out
         assert main(argv) == 0
