@@ -279,6 +279,20 @@ def metric_rows(a: dict) -> list[dict]:
     return rows
 
 
+def compare_rows(cmp: dict, name_a: str, name_b: str) -> list[dict]:
+    """Run-vs-run rows named by run, x 100 like the charts (a chain's mean step-aware score)."""
+    return [
+        {
+            "chain": r["chain_id"],
+            "length": r["length"],
+            name_a: round(100 * r["a"], 1),
+            name_b: round(100 * r["b"], 1),
+            "change": round(100 * r["delta"], 1),
+        }
+        for r in cmp["rows"]
+    ]
+
+
 def first_failures(a: dict) -> dict[int, dict]:
     """chain id -> its first failing step under its own metric, with the score (for Send to Review)."""
     out = {}

@@ -156,20 +156,28 @@ def run_eval(job_id: int, *, after_chunk: Callable[[], None] = lambda: None) -> 
     log(f"Eval job {job_id}: {cfg.to_dict()}")
     records = load_eval_records(db, cfg)
     total = sum(units(records, m) for m in cfg.modes)
-    heartbeat(db, job_id, done=0, total=total, message="loading the model")
+    started = time.monotonic()
+    heartbeat(db, job_id, done=0, total=total, message="loading the model · elapsed 0:00")
     gen = make_generator(cfg)
-    done, reused = 0, 0
+    loaded = time.monotonic()
+    heartbeat(
+        db, job_id, done=0, total=total, message=f"model ready in {_clock(loaded - started)}; predicting"
+    )
+    done, reused, carried = 0, 0, 0
+    # Units this launch must predict (a resumed run keeps its saved chains): the ETA's denominator.
+    new_total = total - sum(units(pending_records(db, job_id, m, records)[1], m) for m in cfg.modes)
     scorer = RougeL(cfg.use_stemmer)
     for mode in cfg.modes:
         todo, saved = pending_records(db, job_id, mode, records)
-        done, reused = done + units(saved, mode), reused + len(saved)
+        done, reused, carried = done + units(saved, mode), reused + len(saved), carried + units(saved, mode)
         if saved:
             log(f"resuming {mode}: {len(saved)} of {len(records)} chains already predicted, kept")
 
-        def progress(n: int, msg: str, mode: str = mode) -> None:
+        def progress(n: int, msg: str, mode: str = mode, carried: int = carried) -> None:
             nonlocal done
             done += n
-            heartbeat(db, job_id, done=done, total=total, message=f"{mode}: {msg}")
+            timing = phase_timing(done - carried, new_total, time.monotonic() - loaded)
+            heartbeat(db, job_id, done=done, total=total, message=f"predicting {mode}: {msg} · {timing}")
 
         n_rows = 0
         for chunk in chunks(todo, cfg.batch_size):
@@ -187,6 +195,18 @@ def run_eval(job_id: int, *, after_chunk: Callable[[], None] = lambda: None) -> 
         "reused_chain_predictions": reused,
         "overall": report["overall"],
     }
+
+
+def _clock(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def phase_timing(done: int, total: int, elapsed_s: float) -> str:
+    """'elapsed 1:05 · ETA 3:10' from the units this launch predicted (the rate of this launch only)."""
+    if done <= 0 or total <= 0:
+        return f"elapsed {_clock(elapsed_s)}"
+    return f"elapsed {_clock(elapsed_s)} · ETA {_clock(elapsed_s / done * max(total - done, 0))}"
 
 
 def pending_records(

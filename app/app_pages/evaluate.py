@@ -12,10 +12,10 @@ from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
 from eval.analysis import drill_down, group
 from eval.config import MODES, EvalConfig, help_of
-from eval.report import build_report, first_failures, main_mode, metric_rows
+from eval.report import build_report, compare_rows, first_failures, main_mode, metric_rows
 from store.db import open_db
 from store.jobs import list_jobs
-from store.predictions import get_predictions, reopen_counts
+from store.predictions import get_predictions, predicted_modes, reopen_counts
 from store.versions import list_versions
 
 
@@ -127,7 +127,12 @@ with open_db(db_path()) as db:
 stopped_runs()
 
 with open_db(db_path()) as db:
-    runs = {j.id: f"eval #{j.id} {j.name}" for j in list_jobs(db, kind="eval", statuses=["succeeded"])}
+    # A stopped run's saved predictions are results too: shown, and marked as partial.
+    runs = {
+        j.id: f"eval #{j.id} {j.name}" + ("" if j.status == "succeeded" else f" ({j.status}: partial)")
+        for j in list_jobs(db, kind="eval", statuses=["succeeded", "cancelled", "failed"])
+        if j.status == "succeeded" or predicted_modes(db, j.id)
+    }
 if not runs:
     st.info("No finished eval run yet: start one above, or with `coi eval`.")
     st.stop()
@@ -173,7 +178,7 @@ if len(chosen) == 2:
     st.text(
         f"{len(cmp['improved'])} improved, {len(cmp['regressed'])} regressed, {cmp['unchanged']} unchanged"
     )
-    st.dataframe(cmp["rows"], hide_index=True, key="compare_table")
+    st.dataframe(compare_rows(cmp, runs[second], runs[first]), hide_index=True, key="compare_table")
 
 st.subheader("Chains")
 with open_db(db_path()) as db:

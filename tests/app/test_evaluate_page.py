@@ -38,6 +38,10 @@ def test_two_runs_charts_and_drill_down(db):
     titles = " ".join(c.proto.spec for c in charts)
     assert "ROUGE-L by chain length" in titles and "First failing step" in titles and "carried over" in titles
     assert any("1 improved, 1 regressed, 2 unchanged" in t.value for t in at.text)
+    # The compare table names its columns by run and uses the charts' x 100 scale.
+    table = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert {f"eval #{a} base", f"eval #{b} tuned"} <= set(table.columns) and "a" not in table.columns
+    assert table["change"].abs().max() > 1  # x 100, not 0..1
     # Drill-down: failing chains come first (ids[2] fails step 1); text is shown literally, diff as text.
     codes = [c.value for c in at.code]
     assert f"prediction {ids[2]}.2 <b>bold</b> *stars*" in codes
@@ -46,6 +50,15 @@ def test_two_runs_charts_and_drill_down(db):
     at.selectbox(key="chain").set_value(ids[3])
     at.run()
     assert f"prediction {ids[3]}.2 <b>bold</b> *stars*" in [c.value for c in at.code]
+
+
+def test_a_cancelled_runs_partial_results_can_be_viewed(db):
+    from store.jobs import update_job
+
+    ids, a, _ = _runs(db)
+    update_job(db, a, status="cancelled", error="cancelled by the user")
+    at = open_page("evaluate")
+    assert f"eval #{a} base (cancelled: partial)" in at.selectbox(key="run_a").options
 
 
 def test_failing_chains_go_back_to_review(db):

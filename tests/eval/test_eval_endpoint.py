@@ -124,3 +124,11 @@ def test_an_endpoint_with_credentials_or_without_a_model_name_is_refused():
     assert "sk-secret" not in str(exc.value)
     with pytest.raises(CoiError, match="needs the model name"):
         EvalConfig(endpoint="http://127.0.0.1:9/v1")
+
+
+def test_eval_progress_gives_elapsed_time_and_an_eta():
+    from eval.run import phase_timing
+
+    assert phase_timing(0, 40, 5.0) == "elapsed 0:05"
+    assert phase_timing(10, 40, 65.0) == "elapsed 1:05 · ETA 3:15"  # 6.5 s per unit, 30 to go
+    assert phase_timing(40, 40, 4000.0) == "elapsed 1:06:40 · ETA 0:00"
