@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlite_utils
 
@@ -528,17 +528,50 @@ def decide(
         )
 
 
+@dataclass
+class BulkOutcome:
+    """What a bulk decision did: (chain, its new version) per changed chain, and why others were left."""
+
+    changed: list[tuple[int, int]] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def decide_chains(
+    db: sqlite_utils.Database, ids: list[int], decision: str, *, reviewer: str, reason: str = ""
+) -> BulkOutcome:
+    """Accept or reject many chains in one transaction, at their current versions.
+
+    Chains already in that state, gone, or (to accept) with stale steps are left as they are and
+    counted by reason. The changed versions let Undo revert the whole bulk action as one step.
+    """
+    if decision not in ("accept", "reject"):
+        raise CoiError(f"Unknown bulk decision {decision!r}", "Use accept or reject.")
+    target = "accepted" if decision == "accept" else "rejected"
+    out = BulkOutcome()
+
+    def skip(why: str) -> None:
+        out.skipped[why] = out.skipped.get(why, 0) + 1
+
+    with db.atomic():
+        for cid in dict.fromkeys(ids):
+            row = db.execute("SELECT version, status FROM chains WHERE id = ?", [cid]).fetchone()
+            if row is None:
+                skip("gone")
+            elif row[1] == target:
+                skip(f"already {target}")
+            elif decision == "accept" and stale_positions(db, cid):
+                skip("stale steps")
+            else:
+                version = decide(
+                    db, cid, decision, reviewer=reviewer, expected_version=row[0], reason=reason, double=False
+                )
+                out.changed.append((cid, version))
+    return out
+
+
 def reject_chains(db: sqlite_utils.Database, ids: list[int], *, reviewer: str, reason: str = "") -> int:
     """Reject many chains in one transaction (their current versions); returns how many changed."""
-    changed = 0
-    with db.atomic():
-        for cid in ids:
-            row = db.execute("SELECT version, status FROM chains WHERE id = ?", [cid]).fetchone()
-            if row is None or row[1] == "rejected":
-                continue
-            decide(db, cid, "reject", reviewer=reviewer, expected_version=row[0], reason=reason, double=False)
-            changed += 1
-    return changed
+    return len(decide_chains(db, ids, "reject", reviewer=reviewer, reason=reason).changed)
 
 
 def reject_composition(

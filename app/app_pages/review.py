@@ -79,19 +79,26 @@ def change(fn, chain_id: int, *args, **kwargs) -> bool:
     if version is None:
         return False
     ss["review_seen"].pop(chain_id, None)
-    ss["review_last"] = (chain_id, version)
+    ss["review_last"] = [(chain_id, version)]
     return True
 
 
 def undo(current_id: int, seen: int) -> None:
-    """Undo this session's last change (a decision moves the queue on, so it may be another chain)."""
-    chain_id, version = ss.get("review_last") or (current_id, seen)
-    if change(rv.undo_last, chain_id, author=me, expected_version=version):
+    """Undo this session's last change (a decision moves the queue on, so it may be another chain).
+    A bulk decision is one change: every chain it changed goes back."""
+    last = ss.get("review_last") or [(current_id, seen)]
+    undone = []
+    for chain_id, version in last:
+        if run_action(rv.undo_last, chain_id, author=me, expected_version=version) is not None:
+            undone.append(chain_id)
+            ss["review_seen"].pop(chain_id, None)
+            if chain_id in ss["review_skipped"]:
+                ss["review_skipped"].remove(chain_id)
+    if undone:
         ss.pop("review_last", None)
-        ss["review_current"] = chain_id
-        if chain_id in ss["review_skipped"]:
-            ss["review_skipped"].remove(chain_id)
-        flash("success", f"Undid the last change on chain #{chain_id}.")
+        ss["review_current"] = undone[0]
+        where = f"chain #{undone[0]}" if len(undone) == 1 else f"{len(undone)} chains"
+        flash("success", f"Undid the last change on {where}.")
     st.rerun()
 
 
@@ -377,12 +384,18 @@ def bulk_and_agreement(db, f: rv.QueueFilter, double: bool) -> None:
             "-" if a.kappa is None else f"{a.kappa:.2f}",
             help=f"{a.pending} await a second reviewer",
         )
-    with sb.expander("Bulk reject the filtered set"):
-        sure = st.checkbox("Yes, reject every chain that matches the filters", key="bulk_sure")
-        if st.button("Reject all matching", disabled=not sure, key="bulk_reject"):
-            ids = rv.queue_ids(db, f)
-            n = rv.reject_chains(db, ids, reviewer=me, reason="bulk reject")
-            flash("success", f"Rejected {n} chains.")
+    with sb.expander("Bulk accept or reject the filtered set"):
+        ids = rv.queue_ids(db, f)
+        decision = st.radio("Decision", ["accept", "reject"], horizontal=True, key="bulk_decision")
+        sure = st.checkbox(f"Yes, {decision} all {len(ids)} chains that match the filters", key="bulk_sure")
+        if st.button(f"{decision.title()} {len(ids)} chains", disabled=not (sure and ids), key="bulk_go"):
+            out = rv.decide_chains(db, ids, decision, reviewer=me, reason=f"bulk {decision}")
+            ss["review_last"] = out.changed  # Undo reverts the whole bulk action
+            left = "; ".join(f"{n} {why}" for why, n in out.skipped.items())
+            flash(
+                "success",
+                f"{decision.title()}ed {len(out.changed)} chains" + (f" (left: {left})." if left else "."),
+            )
             st.rerun()
 
 

@@ -156,9 +156,28 @@ def test_reject_composition_and_bulk_reject_filtered_set(db):
     at.button(key="reject_composition").click().run()
     assert {get_chain(db, c).status for c in (a, b)} == {"rejected"}
     assert {get_chain(db, c).status for c in others} == {"proposed"}
+    at.sidebar.radio(key="bulk_decision").set_value("reject").run()
     at.sidebar.checkbox(key="bulk_sure").check().run()
-    at.sidebar.button(key="bulk_reject").click().run()
+    at.sidebar.button(key="bulk_go").click().run()
     assert {get_chain(db, c).status for c in others} == {"rejected"}
+
+
+def test_bulk_accept_states_the_count_skips_stale_chains_and_undoes_as_one_step(db):
+    from store.review import save_step_output
+
+    ids = [make_chain(db), add_simple(db, "b"), add_simple(db, "c")]
+    save_step_output(db, ids[0], 1, "edited", author="bob", expected_version=1)  # its later steps go stale
+    at = open_page("review")
+    assert at.sidebar.checkbox(key="bulk_sure").label == "Yes, accept all 3 chains that match the filters"
+    assert at.sidebar.button(key="bulk_go").disabled  # nothing happens before the yes
+    at.sidebar.checkbox(key="bulk_sure").check().run()
+    at.sidebar.button(key="bulk_go").click().run()
+    assert not at.exception, at.exception
+    assert [get_chain(db, c).status for c in ids] == ["proposed", "accepted", "accepted"]
+    assert "Accepted 2 chains (left: 1 stale steps)." in [m.value for m in at.success]
+    at.button(key="undo").click().run()
+    assert [get_chain(db, c).status for c in ids] == ["proposed", "proposed", "proposed"]
+    assert "Undid the last change on 2 chains." in [m.value for m in at.success]
 
 
 def test_double_review_shows_agreement(db):
