@@ -16,7 +16,7 @@ import streamlit as st
 
 from app.state import db_path, set_login_reviewer
 from app.widgets import show_error
-from store import access, endpoints
+from store import access, endpoints, env
 from store.db import open_db
 from store.errors import CoiError
 from store.roles import ADMIN, ANNOTATOR, Actor
@@ -41,19 +41,19 @@ def streamlit_secrets() -> dict:
         access.read_secrets([Path(p) for p in st.get_option("secrets.files")])
         return {}
     key = secrets.get(API_KEY_ENV)
-    if isinstance(key, str) and key and not os.environ.get(API_KEY_ENV):
+    if isinstance(key, str) and key and not env.get(API_KEY_ENV):
         os.environ[API_KEY_ENV] = key
     # The operator's endpoint list travels the same way, so the key rule (store.endpoints) sees it in
     # this process and in every job it starts.
     listed = endpoints.operator_endpoints({}, secrets)
-    if listed and not os.environ.get(endpoints.ENV_ENDPOINTS):
+    if listed and not env.get(endpoints.ENV_ENDPOINTS):
         os.environ[endpoints.ENV_ENDPOINTS] = " ".join(sorted(listed))
     return secrets
 
 
 def current_credentials() -> access.Credentials:
     """The environment's secrets, then Streamlit's."""
-    return access.credentials_from(os.environ, streamlit_secrets())
+    return access.credentials_from(env.environ(), streamlit_secrets())
 
 
 def require_login() -> None:

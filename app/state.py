@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import getpass
-import os
 
 import streamlit as st
 
+from store import env
 from store.db import default_db_path
 
 LOGIN_REVIEWER = "login_reviewer"  # set when the session logged in: the reviewer name is then fixed
@@ -15,7 +15,7 @@ LOGIN_REVIEWER = "login_reviewer"  # set when the session logged in: the reviewe
 def init_state() -> None:
     """Set defaults once per session (the database path, the reviewer's name)."""
     st.session_state.setdefault("db_path", str(default_db_path()))
-    st.session_state.setdefault("reviewer", os.environ.get("COI_REVIEWER") or _login_name())
+    st.session_state.setdefault("reviewer", env.get("COI_REVIEWER") or _login_name())
     login = st.session_state.get(LOGIN_REVIEWER)
     if login:  # the login is who reviews; no page may rename it
         st.session_state["reviewer"] = login

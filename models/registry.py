@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from models.safe_load import require_safetensors_model
+from store import env
 from store.errors import CoiError
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -23,8 +24,8 @@ _CACHE_MARKER = "coi_cache_complete"
 
 def cache_root() -> Path:
     """Where converted models live: ``$COI_MODEL_CACHE`` or ``~/.cache/coi-studio/models``."""
-    env = os.environ.get("COI_MODEL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "coi-studio" / "models"
+    cache = env.get("COI_MODEL_CACHE")
+    return Path(cache) if cache else Path.home() / ".cache" / "coi-studio" / "models"
 
 
 def is_default(name: str | None) -> bool:

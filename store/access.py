@@ -26,6 +26,7 @@ from pathlib import Path
 
 import tomllib
 
+from store import env
 from store.endpoints import JOB_KEY_ENV
 from store.errors import CoiError
 from store.roles import ADMIN, ANNOTATOR, Actor, roles_from
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--host", required=True, help="the address the app will bind")
     args = parser.parse_args(argv)
     try:
-        creds = credentials_from(os.environ, read_secrets(secrets_files()))
+        creds = credentials_from(env.environ(), read_secrets(secrets_files()))
         check_serve(args.host, creds)
     except CoiError as exc:
         print(f"error: {exc.message}\n  {exc.hint}", file=sys.stderr)

@@ -7,7 +7,6 @@ Streamlit sessions. Migrations are append-only: add a new ``m0NN_what`` function
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from store import env
 from store.errors import CoiError
 
 DEFAULT_DB = Path("data") / "coi.db"
@@ -30,7 +30,7 @@ _migrate_lock = threading.Lock()
 
 def default_db_path() -> Path:
     """The database path: ``$COI_DB`` if set, else ``data/coi.db``."""
-    return Path(os.environ.get("COI_DB") or DEFAULT_DB)
+    return Path(env.get("COI_DB") or DEFAULT_DB)
 
 
 def utcnow() -> str:

@@ -19,11 +19,11 @@ repeats any part of it.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from store import env
 from store.errors import CoiError
 
 ENV_KEY = "OPENAI_API_KEY"
@@ -101,7 +101,7 @@ def operator_endpoints(environ: Mapping[str, str] | None = None, secrets: Mappin
     Raises:
         CoiError: an operator URL carries credentials (the message does not repeat it).
     """
-    environ = os.environ if environ is None else environ
+    environ = env.environ() if environ is None else environ
     secrets = _file_secrets() if secrets is None else secrets
     urls = [environ.get(ENV_BASE_URL, ""), *_split(environ.get(ENV_ENDPOINTS, ""))]
     urls += [_text(secrets.get(ENV_BASE_URL)), *_split(secrets.get(SECRET_ENDPOINTS))]
@@ -133,7 +133,7 @@ def operator_key(base_url: str, environ: Mapping[str, str] | None = None, secret
     Raises:
         CoiError: ``base_url`` carries credentials.
     """
-    environ = os.environ if environ is None else environ
+    environ = env.environ() if environ is None else environ
     secrets = _file_secrets() if secrets is None else secrets
     key = environ.get(ENV_KEY) or _text(secrets.get(ENV_KEY))
     if not key or not is_operator_endpoint(base_url, environ, secrets):
@@ -147,7 +147,7 @@ def job_key(base_url: str, environ: Mapping[str, str] | None = None) -> str:
     Raises:
         CoiError: ``base_url`` carries credentials.
     """
-    environ = os.environ if environ is None else environ
+    environ = env.environ() if environ is None else environ
     check_base_url(base_url)
     return environ.get(JOB_KEY_ENV) or operator_key(base_url, environ)
 

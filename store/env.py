@@ -1,4 +1,5 @@
-"""The environment variables of the job runtime and the LLM client, read here and nowhere else.
+"""The operator's environment variables, read here and nowhere else (the job runtime, the LLM client,
+the database and data paths, the model cache, the endpoint list).
 
 The operator configures CoI Studio through these (and the Settings page); a web user never can.
 Reading them in one module keeps the list, the defaults and the precedence in one place.
@@ -7,6 +8,7 @@ Reading them in one module keeps the list, the defaults and the precedence in on
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 API_KEY = "OPENAI_API_KEY"
 # LLMConfig field -> variable. Precedence (pipeline.llm.resolve_with_sources): flag > Settings > these > default.
@@ -24,6 +26,11 @@ LLM_VARS = {
 DEVICE_SLOTS = "COI_DEVICE_SLOTS"  # local-model jobs at once (default 1: one GPU)
 REMOTE_SLOTS = "COI_MAX_REMOTE_JOBS"  # remote-endpoint jobs at once (default 4)
 LOG_DIR = "COI_LOG_DIR"
+
+
+def environ() -> Mapping[str, str]:
+    """The whole environment, for code that reads several variables at once (login, endpoints)."""
+    return os.environ
 
 
 def get(name: str, default: str = "") -> str:

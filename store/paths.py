@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from store import env
 from store.db import default_db_path
 from store.errors import CoiError
 
@@ -53,8 +54,8 @@ def _roots(value: str | None) -> list[Path]:
 
 def _model_cache() -> Path:
     # Same default as models.registry.cache_root (store may not import training).
-    env = os.environ.get("COI_MODEL_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "coi-studio" / "models"
+    cache = env.get("COI_MODEL_CACHE")
+    return Path(cache) if cache else Path.home() / ".cache" / "coi-studio" / "models"
 
 
 def _resolved(paths: list[Path]) -> tuple[Path, ...]:
@@ -79,12 +80,12 @@ class PathPolicy:
     def from_env(cls) -> PathPolicy:
         """The policy of the current environment (read at call time, so tests can change it)."""
         db_dir = default_db_path().expanduser().resolve().parent
-        data = _roots(os.environ.get(DATA_ENV)) or [PROJECT_ROOT / "data"]
-        models = _roots(os.environ.get(MODEL_ENV)) or [_model_cache(), PROJECT_ROOT / "models"]
+        data = _roots(env.get(DATA_ENV)) or [PROJECT_ROOT / "data"]
+        models = _roots(env.get(MODEL_ENV)) or [_model_cache(), PROJECT_ROOT / "models"]
         return cls(
             data_roots=_resolved([db_dir, *data]),
             model_roots=_resolved(models),
-            allow_any=os.environ.get(ANY_ENV, "").strip().lower() in ("1", "true", "yes"),
+            allow_any=env.get(ANY_ENV).strip().lower() in ("1", "true", "yes"),
         )
 
 
@@ -147,7 +148,7 @@ def confine_model_path(
 def import_roots() -> tuple[Path, ...]:
     """The folders typed import paths may point into: ``$COI_IMPORT_ROOT``, else ``data/imports/`` beside
     the database (read at call time)."""
-    roots = _roots(os.environ.get(IMPORT_ENV)) or [default_db_path().expanduser().parent / "imports"]
+    roots = _roots(env.get(IMPORT_ENV)) or [default_db_path().expanduser().parent / "imports"]
     return _resolved(roots)
 
 

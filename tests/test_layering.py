@@ -98,3 +98,44 @@ def test_the_bare_expression_check_sees_nested_blocks():
     )
     assert bare_expressions(page) == [3, 5]
     assert bare_expressions('st.write("x")\n"""A docstring."""\n') == []
+
+
+def environment_reads(source: str) -> list[int]:
+    """Lines that read a variable from os.environ (``.get``, ``[...]`` loads, ``in``), not writes."""
+    tree = ast.parse(source)
+    lines = []
+    for node in ast.walk(tree):
+        target = getattr(node, "func", None) if isinstance(node, ast.Call) else node
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(target, ast.Attribute)
+            and target.attr in ("get", "getenv")
+        ):
+            owner = target.value
+            if (isinstance(owner, ast.Attribute) and owner.attr == "environ") or target.attr == "getenv":
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            if isinstance(node.value, ast.Attribute) and node.value.attr == "environ":
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Compare) and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+            if any(isinstance(c, ast.Attribute) and c.attr == "environ" for c in node.comparators):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_environment_variables_are_read_in_store_env_only():
+    reads = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if path.relative_to(ROOT).as_posix() != "store/env.py"
+        for line in environment_reads(path.read_text())
+    ]
+    assert not reads, reads
+
+
+def test_the_environment_check_can_fail():
+    assert environment_reads(
+        'import os\nx = os.environ.get("A")\ny = os.environ["B"]\nz = "C" in os.environ\n'
+    ) == [2, 3, 4]
+    assert environment_reads('import os\nos.environ["A"] = "1"\nos.environ.pop("B", None)\n') == []

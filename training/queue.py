@@ -8,13 +8,13 @@ The queue itself, process handling and re-attaching live in ``jobs``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import sqlite_utils
 
 from jobs import process, runtime
+from store import env
 from store.errors import CoiError
 from store.jobs import Job, list_jobs, update_job
 from store.paths import confine_data_path, confine_model_path
@@ -79,12 +79,12 @@ def accelerate_launcher(num_gpus: int) -> list[str] | None:
 
 def launch_spec(cfg: TrainConfig) -> tuple[list[str] | None, dict[str, str]]:
     """The launcher prefix and the GPU environment a run's process needs (stored with the job)."""
-    env = {}
+    gpu_env = {}
     if cfg.num_gpus == 0:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    elif "CUDA_VISIBLE_DEVICES" not in os.environ:  # else the Trainer would DataParallel over every GPU
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(cfg.num_gpus)))
-    return accelerate_launcher(cfg.num_gpus), env
+        gpu_env["CUDA_VISIBLE_DEVICES"] = ""
+    elif "CUDA_VISIBLE_DEVICES" not in env.environ():  # else the Trainer would DataParallel over every GPU
+        gpu_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(cfg.num_gpus)))
+    return accelerate_launcher(cfg.num_gpus), gpu_env
 
 
 def refresh_running(db: sqlite_utils.Database) -> list[Job]:

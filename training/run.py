@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 from jobs.process import force_weights_only, run_as_job
 from models.registry import load_causal_lm, resolve_model
 from models.safe_load import require_safe_checkpoint
+from store import env
 from store.db import connect
 from store.errors import CoiError
 from store.jobs import add_metrics, delete_metrics_after, get_job, heartbeat
@@ -43,7 +43,7 @@ def log(msg: str) -> None:
 
 
 def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    return int(env.get("RANK", "0"))
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
