@@ -9,10 +9,11 @@ from app.auth import current_actor
 from app.eval_charts import ALL_FIGURES
 from app.safe_text import md_text
 from app.state import db_path, init_state
-from app.widgets import guarded, plain_text
+from app.widgets import config_widget, guarded, plain_text
 from eval.analysis import drill_down, group
 from eval.config import MODES, EvalConfig, help_of
 from eval.report import build_report, compare_rows, first_failures, main_mode, metric_rows
+from store.config import form_fields
 from store.db import open_db
 from store.jobs import list_jobs
 from store.predictions import get_predictions, predicted_modes, reopen_counts
@@ -33,6 +34,11 @@ st.caption(
 )
 
 
+# Fields with a picker of their own (a train job, a dataset version, the modes); the rest come from
+# EvalConfig's fields, so the form, the CLI flags and the saved job config are one dataclass.
+PICKED = ("adapter_job", "adapter_dir", "version", "modes", "lengths", "name", "split", "use_stemmer")
+
+
 def new_run_form() -> None:
     with open_db(db_path()) as db:
         trained = list_jobs(db, kind="train", statuses=["succeeded"])
@@ -42,40 +48,25 @@ def new_run_form() -> None:
         adapter = st.selectbox(
             "Adapter", list(adapters), format_func=adapters.get, help=help_of("adapter_job")
         )
-        model = st.text_input("Base model", "", help=help_of("model"))
         vlabels = {None: "default", **{v.id: f"#{v.id} {v.name}".strip() for v in versions}}
         version = st.selectbox(
             "Dataset version", list(vlabels), format_func=vlabels.get, help=help_of("version")
         )
         modes = st.multiselect("Modes", MODES, default=list(MODES), help=help_of("modes"))
-        left, right = st.columns(2)
-        batch = left.number_input("Batch size", 1, 256, EvalConfig.batch_size, help=help_of("batch_size"))
-        new_tokens = right.number_input("Max new tokens", 1, 4096, EvalConfig.max_new_tokens)
-        limit = left.number_input("Chains (0: all)", 0, 100_000, 0, help=help_of("limit"))
-        threshold = right.slider("Fail threshold", 0.0, 1.0, EvalConfig.fail_threshold, 0.05)
+        values = {}
+        columns = st.columns(2)
+        specs = [spec for spec in form_fields(EvalConfig) if spec.name not in PICKED]
+        for i, spec in enumerate(specs):
+            with columns[i % 2]:
+                values[spec.name] = config_widget(spec, spec.default, key=f"eval_{spec.name}")
         st.caption(
-            "Or generate through a serving engine (vLLM, SGLang, llama.cpp): the same prompts and scores."
-        )
-        endpoint = left.text_input(
-            "Endpoint base URL (optional)", "", help=help_of("endpoint"), key="eval_endpoint"
-        )
-        endpoint_model = right.text_input(
-            "Model name there", "", help=help_of("endpoint_model"), key="eval_endpoint_model"
+            "Endpoint: generate through a serving engine (vLLM, SGLang, llama.cpp) with the same prompts and scores."
         )
         if not st.form_submit_button("Start", type="primary", **admin_only()):
             return
     cfg = guarded(
-        EvalConfig,
-        model=model.strip() or None,
-        adapter_job=adapter,
-        version=version,
-        modes=tuple(modes),
-        batch_size=int(batch),
-        max_new_tokens=int(new_tokens),
-        limit=int(limit) or None,
-        fail_threshold=threshold,
-        endpoint=endpoint.strip(),
-        endpoint_model=endpoint_model.strip(),
+        EvalConfig.from_dict,
+        {**values, "adapter_job": adapter, "version": version, "modes": list(modes)},
     )
     if cfg is not None:
         with open_db(db_path()) as db:
