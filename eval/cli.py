@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eval.config import EvalConfig, help_of
 from store.config import add_arguments, overrides_from_args
+from store.jobs import get_job
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare", type=int, metavar="RUN_ID", help="Compare with this earlier run in the report."
     )
-    p.add_argument("--out", help="Report folder (default: eval/run-<id> beside the database).")
     p.set_defaults(func=cmd_eval)
 
 
@@ -71,7 +71,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         status = wait_for(db, job_id)
         if status != "succeeded":
             return 1
-        return write_run_report(db, job_id, args.out, args.compare, args.threshold)
+        if args.compare is None and args.threshold is None:
+            return print_run_report(db, job_id)  # the job wrote it, where --out said: no second copy
+        # A comparison or another threshold changes the report: rewrite it in the run's own folder.
+        return write_run_report(
+            db, job_id, get_job(db, job_id).result["report_dir"], args.compare, args.threshold
+        )
 
 
 def check_adapter_version(db, cfg: EvalConfig) -> None:
@@ -124,6 +129,14 @@ def wait_for(db, job_id: int, *, poll_s: float = 2.0) -> str:
         print(f"eval #{job_id} {job.status}: {job.error or ''}", file=sys.stderr)
         print(log_tail(job.log_path), file=sys.stderr)
     return job.status
+
+
+def print_run_report(db, run_id: int) -> int:
+    """Print the summary the eval job wrote, and where it is."""
+    folder = Path(get_job(db, run_id).result["report_dir"])
+    print((folder / "summary.md").read_text())
+    print(f"Report: {folder / 'report.json'} and {folder / 'summary.md'}")
+    return 0
 
 
 def write_run_report(

@@ -56,6 +56,9 @@ class EvalConfig:
         metadata={"help": "The model name the endpoint serves (a vLLM LoRA module's name for an adapter)."},
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once (endpoint eval)."})
+    out: str = field(
+        default="", metadata={"help": "Folder for report.json and summary.md (default: data/eval/run-ID)."}
+    )
 
     @property
     def remote(self) -> bool:

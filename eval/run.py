@@ -235,9 +235,11 @@ def resume_eval(db: sqlite_utils.Database, job_id: int) -> int:
 
 
 def _report_dir(job) -> Path:
+    """The run's own report folder: its config's ``out`` (set from the shell), else data/eval/run-ID."""
     from jobs.process import logs_dir
 
-    return logs_dir().parent / "eval" / f"run-{job.id}"
+    out = EvalConfig.from_dict(job.config).out
+    return Path(out) if out else logs_dir().parent / "eval" / f"run-{job.id}"
 
 
 def main(argv: list[str] | None = None, *, after_chunk: Callable[[], None] = lambda: None) -> int:

@@ -36,7 +36,7 @@ st.caption(
 
 # Fields with a picker of their own (a train job, a dataset version, the modes); the rest come from
 # EvalConfig's fields, so the form, the CLI flags and the saved job config are one dataclass.
-PICKED = ("adapter_job", "adapter_dir", "version", "modes", "lengths", "name", "split", "use_stemmer")
+PICKED = ("adapter_job", "adapter_dir", "version", "modes", "lengths", "name", "split", "use_stemmer", "out")
 
 
 def new_run_form() -> None:

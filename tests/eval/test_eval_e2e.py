@@ -80,6 +80,11 @@ def test_train_then_eval_all_modes_then_report(db, tiny_model_dir, tmp_path, cap
     )
     md = (out / "summary.md").read_text()
     assert "## Mode: chain" in md and f"vs run #{run}" in md
+    # One copy, where --out said: the job wrote there, and the default folder stays empty.
+    from jobs.process import logs_dir
+
+    new_run = json.loads((out / "report.json").read_text())["run"]["id"]
+    assert not (logs_dir().parent / "eval" / f"run-{new_run}").exists()
     assert json.loads((out / "report.json").read_text())["compare"]["modes"]["chain"]["n_chains"] == n_test
 
 
