@@ -33,7 +33,7 @@ def guarded(fn: Callable[..., T], *args, **kwargs) -> T | None:
 
 def config_widget(spec: FieldSpec, value, key: str):
     """One form widget for a config field (``store.config.FieldSpec``), chosen by its kind."""
-    label, help_ = spec.name.replace("_", " "), spec.help
+    label, help_ = spec.title, spec.help
     if spec.kind == "bool":
         return st.checkbox(label, value=value, help=help_, key=key)
     if spec.kind == "choice":

@@ -41,7 +41,8 @@ class EvalConfig:
         default=0.3, metadata={"help": "A step fails when its ROUGE-L is below this (first failing step)."}
     )
     limit: int | None = field(
-        default=None, metadata={"help": "Evaluate at most this many chains (quick runs)."}
+        default=None,
+        metadata={"help": "Evaluate at most this many chains (quick runs).", "label": "Chains (empty: all)"},
     )
     use_stemmer: bool = field(default=False, metadata={"help": "Porter-stem words before ROUGE-L."})
     name: str = field(default="", metadata={"help": "A label for the run."})

@@ -35,6 +35,11 @@ class FieldSpec:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    label: str = ""  # the form's label; default: the name in words
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
 
 
 def _kind(tp: Any) -> str:
@@ -64,7 +69,14 @@ def form_fields(cls: type) -> list[FieldSpec]:
         kind = "choice" if "choices" in f.metadata else _kind(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         specs.append(
-            FieldSpec(f.name, kind, default, f.metadata["help"], tuple(f.metadata.get("choices", ())))
+            FieldSpec(
+                f.name,
+                kind,
+                default,
+                f.metadata["help"],
+                tuple(f.metadata.get("choices", ())),
+                f.metadata.get("label", ""),
+            )
         )
     return specs
 

@@ -216,20 +216,6 @@ def job_counts(db: sqlite_utils.Database) -> dict[str, dict[str, int]]:
 
 
 # ---- the queue ------------------------------------------------------------------------------------
-def claim_next_queued(db: sqlite_utils.Database, kind: str, max_running: int = 1) -> int | None:
-    """Mark the oldest queued job of ``kind`` running and return its id (None if none or too busy)."""
-    token = f"starting ({uuid.uuid4().hex})"  # tells which row this call claimed
-    db.execute(
-        """UPDATE jobs SET status = 'running', message = ?, started_at = ?, heartbeat_at = ?, error = NULL,
-           ended_at = NULL
-           WHERE id = (SELECT id FROM jobs WHERE kind = ? AND status = 'queued' ORDER BY id LIMIT 1)
-             AND (SELECT count(*) FROM jobs WHERE kind = ? AND status = 'running') < ?""",
-        [token, utcnow(), utcnow(), kind, kind, max_running],
-    )
-    row = db.execute("SELECT id FROM jobs WHERE message = ?", [token]).fetchone()
-    return row[0] if row else None
-
-
 def claim_next_for(db: sqlite_utils.Database, resource: str, slots: int) -> int | None:
     """Mark the oldest queued job waiting for ``resource`` running and return its id.
 

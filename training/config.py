@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from store import config as _config
-from store.config import FieldSpec, config_diff  # noqa: F401 - pages and tests take them from here
+from store.config import FieldSpec, config_diff, option  # noqa: F401 - pages and tests take them from here
 from store.db import default_db_path
 from store.errors import CoiError
 
@@ -23,48 +23,46 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 METHODS = ("lora", "full")
 
 
-def _f(default: Any, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help, **extra})
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a LoRA fine-tuning run needs; saved as the job's config (no secrets)."""
 
-    base_model: str = _f(
+    base_model: str = option(
         "gemma-3-270m", "Base model: 'gemma-3-270m' (embedded default), an HF id or a local path."
     )
-    dataset_version: int | None = _f(None, "Dataset version id to train on (empty: the newest version).")
-    train_lengths: tuple[int, ...] = _f((1, 2, 3), "Chain lengths to train on, e.g. 1,2,3.")
-    method: str = _f(
+    dataset_version: int | None = option(None, "Dataset version id to train on (empty: the newest version).")
+    train_lengths: tuple[int, ...] = option((1, 2, 3), "Chain lengths to train on, e.g. 1,2,3.")
+    method: str = option(
         "lora",
         "lora: train small adapters; full: fine-tune every weight (the paper's setting).",
         choices=METHODS,
     )
-    lora_r: int = _f(8, "LoRA rank.")
-    lora_alpha: int = _f(16, "LoRA alpha (scaling = alpha / r).")
-    lora_dropout: float = _f(0.05, "Dropout on the LoRA branch.")
-    target_modules: tuple[str, ...] = _f(
+    lora_r: int = option(8, "LoRA rank.")
+    lora_alpha: int = option(16, "LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = option(0.05, "Dropout on the LoRA branch.")
+    target_modules: tuple[str, ...] = option(
         ("q_proj", "k_proj", "v_proj", "o_proj"), "Modules that get LoRA adapters, e.g. q_proj,v_proj."
     )
-    learning_rate: float = _f(2e-4, "Peak learning rate.")
-    epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).")
-    batch_size: int = _f(4, "Chains per device per step.")
-    grad_accum: int = _f(1, "Gradient accumulation steps (effective batch = batch_size x grad_accum x GPUs).")
-    max_seq_len: int = _f(512, "Longest tokenized example; longer ones are cut in the prompt first.")
-    warmup_ratio: float = _f(0.03, "Fraction of the steps spent warming the learning rate up.")
-    weight_decay: float = _f(0.0, "AdamW weight decay (the paper: 0).")
-    seed: int = _f(0, "Random seed (data order, LoRA init, eval split).")
-    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run all epochs).")
-    precision: str = _f("auto", "auto: bf16 on a GPU that supports it, else fp32.", choices=PRECISIONS)
-    gradient_checkpointing: bool = _f(False, "Trade compute for memory (for long sequences on a GPU).")
-    num_gpus: int = _f(0, "GPUs to use: 0 trains on the CPU; more than 1 launches through accelerate.")
-    output_dir: str = _f(
+    learning_rate: float = option(2e-4, "Peak learning rate.")
+    epochs: float = option(3.0, "Passes over the training data (ignored when max_steps > 0).")
+    batch_size: int = option(4, "Chains per device per step.")
+    grad_accum: int = option(
+        1, "Gradient accumulation steps (effective batch = batch_size x grad_accum x GPUs)."
+    )
+    max_seq_len: int = option(512, "Longest tokenized example; longer ones are cut in the prompt first.")
+    warmup_ratio: float = option(0.03, "Fraction of the steps spent warming the learning rate up.")
+    weight_decay: float = option(0.0, "AdamW weight decay (the paper: 0).")
+    seed: int = option(0, "Random seed (data order, LoRA init, eval split).")
+    max_steps: int = option(-1, "Stop after this many optimizer steps (-1: run all epochs).")
+    precision: str = option("auto", "auto: bf16 on a GPU that supports it, else fp32.", choices=PRECISIONS)
+    gradient_checkpointing: bool = option(False, "Trade compute for memory (for long sequences on a GPU).")
+    num_gpus: int = option(0, "GPUs to use: 0 trains on the CPU; more than 1 launches through accelerate.")
+    output_dir: str = option(
         "", "Where checkpoints and the adapter go (empty: runs/job-<id> beside the database)."
     )
-    logging_steps: int = _f(5, "Log loss, learning rate and tokens/s every this many steps.")
-    save_steps: int = _f(50, "Save a checkpoint (and evaluate) every this many steps.")
-    eval_fraction: float = _f(
+    logging_steps: int = option(5, "Log loss, learning rate and tokens/s every this many steps.")
+    save_steps: int = option(50, "Save a checkpoint (and evaluate) every this many steps.")
+    eval_fraction: float = option(
         0.1,
         "Fraction of the training chains held out for the eval loss, so NOT trained on (0: none, as the paper).",
     )

@@ -309,8 +309,8 @@ def train(page, url: str, db_path: Path, model_dir: Path) -> int:
     for name, value in (("base_model", str(model_dir)), ("max_steps", "3"), ("batch_size", "2")):
         field = by_key(page, f"train_quick_{name}")
         field.wait_for(timeout=WAIT)
-        set_field(page, name.replace("_", " "), value, within=field)
-    set_field(page, "max seq len", "128", within=by_key(page, "train_quick_max_seq_len"))
+        set_field(page, name.replace("_", " ").capitalize(), value, within=field)
+    set_field(page, "Max seq len", "128", within=by_key(page, "train_quick_max_seq_len"))
     click_until(
         page.get_by_role("button", name="Start training"),
         lambda: jobs_of(db_path, "train"),
@@ -341,7 +341,7 @@ def evaluate(page, url: str, db_path: Path, train_job: int) -> int:
     expand(page, "Start a new eval run", form)
     choose(page, "Adapter", f"train #{train_job}")
     set_field(page, "Max new tokens", "8", within=form)
-    set_field(page, "Chains (0: all)", "3", within=form)
+    set_field(page, "Chains (empty: all)", "3", within=form)
     click_until(
         form.get_by_role("button", name="Start"), lambda: jobs_of(db_path, "eval"), what="Start (eval)"
     )

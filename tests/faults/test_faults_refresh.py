@@ -90,10 +90,10 @@ def test_the_app_marks_jobs_that_died_while_it_was_down_once_per_session(db):
 
 def test_a_job_claimed_from_the_queue_is_not_dead_while_its_process_starts(db):
     """The queue marks a job running before its launcher has a pid; a refresh in that gap must wait."""
-    from store.jobs import claim_next_queued
+    from store.jobs import claim_next_for
 
     job_id = create_job(db, "train", {}, status="queued")
-    assert claim_next_queued(db, "train") == job_id
+    assert claim_next_for(db, "device", 1) == job_id
     job = refresh(db, job_id)
     assert job.status == "running" and job.pid is None
 

@@ -4,18 +4,16 @@ answers land in llm_calls, and the chains equal an online run's; bad output file
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
 from pipeline.batch import batch_llm_config, read_results, write_requests
-from pipeline.llm import LLMClient, LLMConfig
 from pipeline.run import BatchConfig, run_batch
 from store.chains import get_chain
 from store.db import open_db
 from store.errors import CoiError
 from store.llm_calls import count_calls
-from tests.support.llm_server import ScriptedLLMServer
+from tests.support.llm_server import ScriptedLLMServer, scripted_client
 from tests.support.tasks import insert_test_tasks, pipeline_responder
 
 BATCH = BatchConfig(n_chains=4, lengths=(2, 3), seed=5)
@@ -74,12 +72,7 @@ def test_depth_by_depth_gives_the_chains_an_online_run_gives(tmp_path, db, db_pa
     online_path = tmp_path / "online.db"
     with open_db(online_path) as online, ScriptedLLMServer(responder=pipeline_responder) as server:
         insert_test_tasks(online)
-        client = LLMClient(
-            LLMConfig(base_url=server.base_url, model="scripted-model"),
-            online_path,
-            sleep=lambda s: None,
-            rng=random.Random(0),
-        )
+        client = scripted_client(server, online_path)
         assert run_batch(online, client, BATCH).chains_added == 4
         assert _chains(online) == batch_chains
         assert server.request_count == sum(n for _, n, _ in rounds)

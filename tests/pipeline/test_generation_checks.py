@@ -3,12 +3,9 @@ in the wrong language, through the real batch runner, the store and the Review q
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from pipeline import checks
-from pipeline.llm import LLMClient, LLMConfig
 from pipeline.prompts import GENERATE_EXAMPLE_TEXTS
 from pipeline.run import BatchConfig, run_batch
 from store.chains import get_chain
@@ -17,7 +14,7 @@ from store.models import Task
 from store.queue import QueueFilter, queue_ids, queue_page
 from store.review import save_step_output, undo_last
 from store.tasks import insert_tasks
-from tests.support.llm_server import ScriptedLLMServer, prompt_text
+from tests.support.llm_server import ScriptedLLMServer, prompt_text, scripted_client
 
 PARAGRAPH = "The city council voted on Monday to open two new libraries in the north of the town next year."
 
@@ -136,12 +133,7 @@ EXPECTED = {
 def generated(db, db_path):
     insert_tasks(db, _tasks())
     with ScriptedLLMServer(responder=_responder) as server:
-        client = LLMClient(
-            LLMConfig(base_url=server.base_url, model="scripted-model"),
-            db_path,
-            sleep=lambda s: None,
-            rng=random.Random(0),
-        )
+        client = scripted_client(server, db_path, model="scripted-model")
         report = run_batch(db, client, BatchConfig(n_chains=12, lengths=(2,), seed=1))
     assert report.chains_added >= 8 and not report.errors
     return [get_chain(db, cid) for (cid,) in db.execute("SELECT id FROM chains ORDER BY id")]

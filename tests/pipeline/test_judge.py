@@ -3,18 +3,15 @@ cache (a re-run sends nothing), and agreement with seeded human decisions."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from pipeline.judge import RUBRICS, JudgeItem, judge_chain_steps, judge_prompt, judge_run, parse_verdict
-from pipeline.llm import LLMClient, LLMConfig
 from store.judgements import human_agreement, judgements_for, verdict_counts
 from store.review import decide, save_step_output
 from store.step_types import STEP_TYPES
 from tests.support.chains import add_chain
 from tests.support.eval_runs import fake_run
-from tests.support.llm_server import ScriptedLLMServer, prompt_text
+from tests.support.llm_server import ScriptedLLMServer, prompt_text, scripted_client
 
 
 @pytest.mark.parametrize(
@@ -53,8 +50,7 @@ def _grader(body: dict) -> str:
 @pytest.fixture
 def judge(db_path):
     with ScriptedLLMServer(responder=_grader) as server:
-        cfg = LLMConfig(base_url=server.base_url, model="judge-model")
-        yield server, LLMClient(cfg, db_path, sleep=lambda s: None, rng=random.Random(0))
+        yield server, scripted_client(server, db_path, model="judge-model")
 
 
 def test_an_eval_run_is_judged_once_and_the_rerun_is_free(db, judge):

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.compose import can_follow, candidate_pairs, text_kind
 from pipeline.generate import generate_output
-from pipeline.llm import LLMClient, LLMConfig
+from pipeline.llm import LLMClient
 from pipeline.prompts import (
     check_prompt,
     generate_prompt,
@@ -22,7 +22,7 @@ from store.chains import count_chains, get_chain
 from store.errors import CoiError
 from store.models import Task
 from store.pipeline_queries import select_tasks, verdict_counts
-from tests.support.llm_server import Fault, ScriptedLLMServer
+from tests.support.llm_server import Fault, ScriptedLLMServer, scripted_client
 from tests.support.tasks import insert_test_tasks, pipeline_responder
 
 
@@ -33,8 +33,7 @@ def server():
 
 
 def client_for(server, db_path, **kw) -> LLMClient:
-    cfg = LLMConfig(base_url=server.base_url, model="scripted-model", **kw)
-    return LLMClient(cfg, db_path, sleep=lambda s: None, rng=random.Random(0))
+    return scripted_client(server, db_path, **kw)
 
 
 # -- prompts: pure build/parse pairs --------------------------------------------------------------

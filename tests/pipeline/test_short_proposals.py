@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from pipeline.compose import step_instruction
-from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
 from store.errors import CoiError
 from store.flags import decode_flags
@@ -19,7 +16,7 @@ from store.tasks import (
     review_short_instruction,
     short_proposals,
 )
-from tests.support.llm_server import ScriptedLLMServer, prompt_text
+from tests.support.llm_server import ScriptedLLMServer, prompt_text, scripted_client
 
 SIMPLIFY = "Rewrite the paragraph in simpler words so that a ten-year-old child can understand it."
 TITLE = "In this task you are given a news article. Your task is to generate a short title for it."
@@ -47,12 +44,7 @@ def summarized(db, db_path):
     ]
     insert_tasks(db, tasks)
     with ScriptedLLMServer(responder=_summarizer) as server:
-        client = LLMClient(
-            LLMConfig(base_url=server.base_url, model="m"),
-            db_path,
-            sleep=lambda s: None,
-            rng=random.Random(0),
-        )
+        client = scripted_client(server, db_path, model="m")
         summarize_tasks(db, client, get_tasks(db, [t.id for t in tasks]))
         yield server, client, tasks
 

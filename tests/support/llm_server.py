@@ -244,3 +244,13 @@ def _completion(path: str, body: dict, text: str) -> dict:
         return {**common, "object": "chat.completion", "choices": [choice], "usage": usage}
     choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
     return {**common, "object": "text_completion", "choices": [choice], "usage": usage}
+
+
+def scripted_client(server: ScriptedLLMServer, db_path, *, model: str = MODEL_ID, **config):
+    """The real LLMClient against ``server``: no backoff sleeps, seeded jitter."""
+    import random
+
+    from pipeline.llm import LLMClient, LLMConfig
+
+    cfg = LLMConfig(base_url=server.base_url, model=model, **config)
+    return LLMClient(cfg, db_path, sleep=lambda s: None, rng=random.Random(0))
