@@ -31,6 +31,7 @@ from store.errors import CoiError
 from store.flags import decode_flags
 from store.models import CHAIN_STATUSES
 from store.reasons import review_reasons
+from store.regenerate import apply_regeneration, propose_regeneration
 from store.settings import set_setting
 from store.tasks import review_short_instruction, short_proposals
 
@@ -245,7 +246,7 @@ def regenerate(chain) -> None:
         # With no endpoint configured, the embedded model is served for the duration (Settings key wins).
         with st.spinner("Regenerating through the LLM..."), llm_endpoint(config, log=lambda m: None) as live:
             client = LLMClient(live, db_path())
-            props = rv.propose_regeneration(chain, lambda i, t: generate_output(client, i, t))
+            props = propose_regeneration(chain, lambda i, t: generate_output(client, i, t))
         ss["review_proposals"] = {"chain_id": chain.id, "items": props}
     except CoiError as exc:
         flash("error", str(exc))
@@ -258,7 +259,7 @@ def show_proposals(chain, seen: int) -> None:
     left, right = st.columns(2)
     if left.button("Apply", type="primary", key="apply_regen"):
         items = ss["review_proposals"]["items"]
-        if change(rv.apply_regeneration, chain.id, items, keep, author=me, expected_version=seen):
+        if change(apply_regeneration, chain.id, items, keep, author=me, expected_version=seen):
             ss.pop("review_proposals", None)
             flash(
                 "success",

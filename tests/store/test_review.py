@@ -9,16 +9,14 @@ import pytest
 from store.agreement import agreement, cohens_kappa, percent_agreement
 from store.chains import get_chain
 from store.errors import CoiError
+from store.regenerate import Proposal, apply_regeneration, propose_regeneration
 from store.review import (
     ConflictError,
-    Proposal,
     QueueFilter,
-    apply_regeneration,
     chain_history,
     confirm_step,
     decide,
     original_output,
-    propose_regeneration,
     queue_count,
     queue_ids,
     queue_page,
