@@ -56,6 +56,25 @@ def launch_batch(actor: Actor, db: sqlite_utils.Database, batch, llm) -> int:
     return launch(db, batch, llm)
 
 
+def write_batch_requests(actor: Actor, db: sqlite_utils.Database, db_path, llm, batch, out_dir):
+    """Write the next step depth's requests as an OpenAI Batch file (admin: it is generation)."""
+    from pipeline.batch import PLACEHOLDER_URL, write_requests
+    from pipeline.llm import with_overrides
+
+    require(actor, ADMIN, "write a batch request file")
+    return write_requests(
+        db, db_path, with_overrides(llm, base_url=PLACEHOLDER_URL, api_key=""), batch, out_dir
+    )
+
+
+def read_batch_results(actor: Actor, db: sqlite_utils.Database, path):
+    """Store a provider's batch output file as answers, all or nothing (admin)."""
+    from pipeline.batch import read_results
+
+    require(actor, ADMIN, "store batch results")
+    return read_results(db, path)
+
+
 def resume_batch(actor: Actor, db: sqlite_utils.Database, job_id: int, api_key: str = "") -> int:
     """Resume a generate job (admin)."""
     from pipeline.run import resume_batch as resume

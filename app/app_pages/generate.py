@@ -7,9 +7,20 @@ its environment only.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import streamlit as st
 
-from app.actions import ADMIN_HELP, cancel_job, launch_batch, resume_batch, test_connection
+from app.actions import (
+    ADMIN_HELP,
+    cancel_job,
+    launch_batch,
+    read_batch_results,
+    resume_batch,
+    test_connection,
+    write_batch_requests,
+)
 from app.auth import current_actor
 from app.state import db_path, init_state
 from app.widgets import guarded, plain_text
@@ -63,16 +74,32 @@ def batch_form() -> None:
             "Concurrency", min_value=1, max_value=64, value=8, key="gen_concurrency"
         )
         submitted = st.form_submit_button("Start batch", type="primary", **admin_only)
-    if submitted:
-        start_batch(cats, ids_text, int(n_chains), lengths, int(seed), int(concurrency))
+        # Admin-only like Start; an annotator sees the reason in the tooltip instead of what it does.
+        offline = st.form_submit_button(
+            "Write the next batch request file instead",
+            key="gen_batch_out",
+            disabled=admin_only["disabled"],
+            help=admin_only["help"] or BATCH_HELP,
+        )
+    if submitted or offline:
+        built = build_batch(cats, ids_text, int(n_chains), lengths, int(seed), int(concurrency))
+        if built is not None:
+            (write_batch_file if offline else start_batch)(*built)
 
 
-def start_batch(cats, ids_text, n_chains, lengths, seed, concurrency) -> None:
+BATCH_HELP = (
+    "Offline generation by step depth: the requests nothing has answered yet go into an OpenAI Batch JSONL "
+    "file for vllm run-batch or a provider's batch API; upload its output below, then write the next one."
+)
+
+
+def build_batch(cats, ids_text, n_chains, lengths, seed, concurrency):
+    """(batch, llm) from the form, or None after showing why not."""
     from dataclasses import replace
 
     task_ids = guarded(parse_task_ids, ids_text)
     if task_ids is None:
-        return
+        return None
     llm = replace(config, concurrency=concurrency)
     batch = guarded(
         BatchConfig,
@@ -83,8 +110,44 @@ def start_batch(cats, ids_text, n_chains, lengths, seed, concurrency) -> None:
         seed=seed,
         llm=llm.to_dict(),
     )
-    if batch is None:
+    return None if batch is None else (batch, llm)
+
+
+def write_batch_file(batch, llm) -> None:
+    out_dir = Path(db_path()).resolve().parent / "batches"
+    with open_db(db_path()) as db:
+        out = guarded(write_batch_requests, actor, db, db_path(), llm, batch, out_dir)
+    if out is None:
         return
+    if out.report is not None:
+        st.success(f"Every depth is answered: {out.report.chains_added} chains stored for review.")
+        return
+    ss["gen_batch_file"] = str(out.path)
+    st.success(f"{out.requests} requests for the next step depth: {out.path.name}")
+
+
+def batch_files() -> None:
+    """Download the last request file; upload a provider's output file (stored all or nothing)."""
+    path = ss.get("gen_batch_file")
+    if path and Path(path).exists():
+        st.download_button(
+            f"Download {Path(path).name}",
+            Path(path).read_bytes(),
+            file_name=Path(path).name,
+            key="gen_batch_dl",
+        )
+    upload = st.file_uploader("Batch output file (JSONL)", type=["jsonl"], key="gen_batch_in")
+    if upload is not None and st.button("Store these answers", key="gen_batch_store", **admin_only):
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / Path(upload.name).name  # errors name the file the user uploaded
+            target.write_bytes(upload.getvalue())
+            with open_db(db_path()) as db:
+                got = guarded(read_batch_results, actor, db, target)
+        if got is not None:
+            st.success(f"{got.answered} answers stored, {got.failed} failed, {got.already} already stored.")
+
+
+def start_batch(batch, llm) -> None:
     with open_db(db_path()) as db:
         job_id = guarded(launch_batch, actor, db, batch, llm)
     if job_id:
@@ -97,6 +160,8 @@ if n_tasks < 2:
     st.warning("Import at least two tasks on the Data page first.")
 else:
     batch_form()
+    with st.expander("Batch files (offline, by step depth)"):
+        batch_files()
 
 
 @st.fragment(run_every=2)

@@ -156,3 +156,21 @@ def test_a_partly_failed_batch_shows_the_count_its_warnings_as_text_and_a_resume
     assert "**not bold** <b>model x</b>" in [c.value for c in at.code]  # literal text, never markdown
     assert at.button(key="gen_resume")
     assert any(f"generate #{job_id} · succeeded" in p.proto.text for p in at.get("progress"))
+
+
+def test_the_page_writes_the_next_batch_request_file_without_calling_anything(db):
+    from tests.support.tasks import insert_test_tasks
+
+    insert_test_tasks(db)
+    at = open_page("generate")
+    at.button(key="gen_batch_out").click().run()
+    assert not at.exception, at.exception
+    assert any(m.value.endswith("requests for the next step depth: requests-1.jsonl") for m in at.success)
+    assert at.get("download_button")  # the file, to hand to vllm run-batch or a provider
+    waiting = db.execute(
+        "SELECT count(*) FROM llm_calls WHERE error = 'waiting for a batch result'"
+    ).fetchone()[0]
+    assert (
+        waiting > 0
+        and db.execute("SELECT count(*) FROM llm_calls WHERE response IS NOT NULL").fetchone()[0] == 0
+    )

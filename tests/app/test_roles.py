@@ -30,6 +30,10 @@ ADMIN_ACTIONS = [
     ("submit_eval", (None, None)),
     ("resume_eval", (None, 1)),
     ("typed_import_path", ("data/imports/tasks.jsonl",)),
+    ("save_sampling", (None, {})),
+    ("reset_sampling", (None,)),
+    ("write_batch_requests", (None, None, None, None, None)),
+    ("read_batch_results", (None, "out.jsonl")),
 ]
 
 
