@@ -129,7 +129,7 @@ def test_sweep_review_search(data, text):
 @SWEEP
 @given(
     text=TEXT,
-    sort=st.sampled_from(["newest", "oldest", "least_confident", "most_confident", "random"]),
+    sort=st.sampled_from(["newest", "oldest", "least_confident", "most_confident", "risk", "random"]),
     stale=st.sampled_from(["(any)", "with stale steps", "without"]),
     status=st.lists(st.sampled_from(["proposed", "accepted", "rejected", "needs_review"]), unique=True),
 )
