@@ -30,8 +30,9 @@ from store.jobs import add_metrics, delete_metrics_after, get_job, heartbeat
 from store.paths import confine_data_path
 from store.versions import list_versions, version_records
 from training.config import TrainConfig
-from training.data import IGNORE, PadCollator, build_examples, split_eval
+from training.data import PadCollator, build_examples, split_eval
 from training.queue import confine_paths, last_checkpoint
+from training.trainer import add_lora, make_trainer_class, response_only_loss  # noqa: F401 - re-exported
 
 META_FILE = "coi_meta.json"
 ADAPTER_SUBDIR = "adapter"
@@ -80,64 +81,6 @@ def load_records(db, cfg: TrainConfig) -> tuple[int, list[dict]]:
             "Pick another version or other chain lengths.",
         )
     return vid, records
-
-
-def add_lora(model, cfg: TrainConfig):
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
-        task_type="CAUSAL_LM",
-    )
-    try:
-        return get_peft_model(model, lora)
-    except ValueError as exc:
-        raise CoiError(
-            f"Bad LoRA target modules: {exc}", "Name modules that exist, e.g. q_proj,v_proj."
-        ) from exc
-
-
-def response_only_loss(model, inputs: dict):
-    """(sum of token losses, number of tokens) over response positions only.
-
-    Runs the decoder, then the LM head only where the next token is a response token, which is
-    the same loss as the model's own (shifted cross-entropy, -100 ignored) at a fraction of the
-    head's cost.
-    """
-    import torch.nn.functional as F
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    out = base.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-    hidden = out[0]
-    labels = inputs["labels"][:, 1:]
-    keep = labels != IGNORE
-    logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
-    cap = getattr(base.config, "final_logit_softcapping", None)
-    if cap:
-        logits = (logits / cap).tanh() * cap
-    return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
-
-
-def make_trainer_class():
-    """A Trainer that counts real tokens and uses the response-only loss on one process."""
-    from transformers import Trainer
-
-    class CoiTrainer(Trainer):
-        real_tokens = 0
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if model.training:
-                self.real_tokens += int(inputs["attention_mask"].sum())
-            if self.args.world_size > 1:  # DDP must see the wrapped forward; use the model's own loss
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss_sum, count = response_only_loss(model, inputs)
-            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else max(count, 1))
-            return (loss, {"loss": loss}) if return_outputs else loss
-
-    return CoiTrainer
 
 
 def make_callback(db, job_id: int, write: bool, after_step: Callable[[], None] = lambda: None):
