@@ -104,6 +104,19 @@ class ImportReport:
     repeats_in_file: int = 0
     seconds: float = 0.0
 
+    def table(self) -> list[dict]:
+        """The report as rows of a small table (what happened to how many records)."""
+        rows = [("records in the file", self.total), (f"{self.kind} imported", self.imported)]
+        rows += [("skipped as duplicates", self.duplicates), ("rejected", self.rejected)]
+        if self.kind == "chains":
+            rows += [
+                ("imported as needs_review (unclean)", self.unclean),
+                ("repeated inside the file", self.repeats_in_file),
+            ]
+        rows += [(f"rejected: {why}", n) for why, n in self.rejected_reasons.most_common()]
+        rows += [(f"unclean: {why}", n) for why, n in self.unclean_reasons.most_common()]
+        return [{"": what, "records": n} for what, n in rows]
+
     def summary(self) -> str:
         """One line for the CLI and the page."""
         text = (
@@ -509,9 +522,19 @@ def import_file(
     return report
 
 
-def preview_rows(loaded: Loaded, width: int = 300) -> list[dict[str, str]]:
-    """The preview records as short strings (nested values as JSON), safe for any table widget."""
-    return [{k: _text(v)[:width] for k, v in rec.items()} for _, rec in loaded.records]
+def preview_rows(
+    loaded: Loaded, width: int = 300, mapping: FieldMapping | None = None
+) -> list[dict[str, str]]:
+    """The preview records as short strings (nested values as JSON), safe for any table widget.
+
+    With a ``mapping``, one column per mapped field (``instruction ← prompt``), in field order, so
+    every field that will be imported shows, output included, before any other column.
+    """
+    if mapping is None:
+        return [{k: _text(v)[:width] for k, v in rec.items()} for _, rec in loaded.records]
+    resolved = {f: c for f, c in mapping.resolve(loaded.columns).items() if c}
+    header = {f: f if f == c else f"{f} ← {c}" for f, c in resolved.items()}
+    return [{header[f]: _text(rec.get(c))[:width] for f, c in resolved.items()} for _, rec in loaded.records]
 
 
 def preview(

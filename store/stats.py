@@ -18,5 +18,8 @@ def collect_stats(db: sqlite_utils.Database) -> dict:
         "chains": count_chains(db),
         "chains_by_status": status_counts(db),
         "chains_by_length": {str(k): v for k, v in length_counts(db).items()},
+        "chains_by_source": dict(
+            db.execute("SELECT source, count(*) FROM chains GROUP BY source").fetchall()
+        ),
         "jobs": job_counts(db),
     }

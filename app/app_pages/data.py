@@ -95,7 +95,6 @@ def import_section() -> None:
         return
     st.caption(f"Detected format: {loaded.format}")
     st.text(f"Columns: {', '.join(loaded.columns)}")  # user text: never markdown
-    st.dataframe(preview_rows(loaded), hide_index=True, key="import_preview")
     if loaded.format == "coi":
         mapping = FieldMapping()
         status = st.selectbox(
@@ -103,6 +102,10 @@ def import_section() -> None:
         )
     else:
         mapping, status = mapping_form(loaded.columns), "proposed"
+    # Every mapped field, output included, each in a column of its own width (long instructions wrap there).
+    rows = preview_rows(loaded, mapping=mapping)
+    widths = {name: st.column_config.TextColumn(width="medium") for name in (rows[0] if rows else {})}
+    st.dataframe(rows, hide_index=True, key="import_preview", column_config=widths)
     if st.button("Import", type="primary", key="import_button"):
         try:
             with open_db(db_path()) as db:
@@ -114,12 +117,10 @@ def import_section() -> None:
                 forget_uploads()
     report = ss.get("data_report")
     if report is not None and report.path == str(path):
-        st.success(report.summary())
-        if report.unclean_reasons:
-            st.dataframe(
-                [{"reason": k, "records": v} for k, v in report.unclean_reasons.most_common()],
-                hide_index=True,
-            )
+        st.success(
+            f"Imported {report.imported} {report.kind} from {Path(report.path).name} in {report.seconds:.1f} s."
+        )
+        st.dataframe(report.table(), hide_index=True, key="import_report")
 
 
 def bar(counts: dict, title: str) -> go.Figure:
@@ -141,6 +142,10 @@ def overview_section() -> None:
     charts[0].plotly_chart(bar(stats["tasks_by_category"], "Tasks by category"), key="chart_category")
     charts[1].plotly_chart(bar(stats["tasks_by_source"], "Tasks by source"), key="chart_source")
     charts[2].plotly_chart(bar(stats["chains_by_status"], "Chains by status"), key="chart_status")
+    more = st.columns(2)
+    more[0].plotly_chart(bar(stats["chains_by_source"], "Chains by source"), key="chart_chain_source")
+    lengths = {f"CoI{n}": v for n, v in sorted(stats["chains_by_length"].items(), key=lambda kv: int(kv[0]))}
+    more[1].plotly_chart(bar(lengths, "Chains by length"), key="chart_chain_length")
 
 
 def page_number(total: int, key: str) -> int:

@@ -46,15 +46,20 @@ def test_upload_preview_import_counts_change(db_path):
     at.file_uploader[0].upload("mine.jsonl", body, "application/jsonl")
     at.run()
     assert not at.exception, at.exception
-    preview = frame(at, "prompt")
-    assert list(preview["prompt"]) == [r["prompt"] for r in TASKS]
+    # The preview shows every mapped field, output included, named by field and column.
+    preview = frame(at, "instruction ← prompt")
+    assert list(preview["instruction ← prompt"]) == [r["prompt"] for r in TASKS]
+    assert "output ← response" in preview.columns
     # The mapping defaults picked the aliased columns.
     assert at.selectbox(key="map_instruction").value == "prompt"
     assert at.selectbox(key="map_output").value == "response"
     at.button(key="import_button").click()
     at.run()
     assert not at.exception, at.exception
-    assert at.success[0].value.startswith("tasks: 5 imported, 0 skipped as duplicates, 0 rejected")
+    assert at.success[0].value.startswith("Imported 5 tasks from mine.jsonl")
+    report = frame(at, "records")  # the import report as a small table
+    assert dict(zip(report[""], report["records"]))["skipped as duplicates"] == 0
+    assert dict(zip(report[""], report["records"]))["tasks imported"] == 5
     assert metric(at, "Tasks") == 5
     with connect(db_path) as db:
         assert count_tasks(db) == 5
@@ -70,7 +75,8 @@ def test_coi_path_import_with_status_and_bad_file_error(db_path, tmp_path):
     at.selectbox[1].set_value("accepted")
     at.button(key="import_button").click()
     at.run()
-    assert at.success[0].value.startswith("chains: 1 imported")
+    assert at.success[0].value.startswith("Imported 1 chains from paper.json")
+    assert [c.proto.spec for c in at.get("plotly_chart") if "Chains by length" in c.proto.spec]
     assert metric(at, "Accepted chains") == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"\xff\xfe")
