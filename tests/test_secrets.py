@@ -80,7 +80,7 @@ def generate_from_the_pages_with_a_typed_key(db, server) -> int:
     at.switch_page("app_pages/generate.py").run()
     at.number_input(key="gen_n").set_value(3)
     at.multiselect(key="gen_lengths").set_value([3])
-    at.button[-1].click()  # the form's "Start batch" (the only form submit button)
+    next(b for b in at.button if b.label == "Start batch").click()  # the form's submit button
     at.run()
     assert not at.exception, at.exception
     job_id = at.session_state["gen_job"]

@@ -117,9 +117,10 @@ def import_section() -> None:
                 forget_uploads()
     report = ss.get("data_report")
     if report is not None and report.path == str(path):
-        st.success(
-            f"Imported {report.imported} {report.kind} from {Path(report.path).name} in {report.seconds:.1f} s."
-        )
+        st.success(f"Imported {report.imported} {report.kind} in {report.seconds:.1f} s.")
+        st.text(
+            f"from {Path(report.path).name} [{report.format}]"
+        )  # a file name is user text: never markdown
         st.dataframe(report.table(), hide_index=True, key="import_report")
 
 

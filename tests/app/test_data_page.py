@@ -56,7 +56,8 @@ def test_upload_preview_import_counts_change(db_path):
     at.button(key="import_button").click()
     at.run()
     assert not at.exception, at.exception
-    assert at.success[0].value.startswith("Imported 5 tasks from mine.jsonl")
+    assert at.success[0].value.startswith("Imported 5 tasks in")
+    assert "from mine.jsonl [jsonl]" in [t.value for t in at.text]
     report = frame(at, "records")  # the import report as a small table
     assert dict(zip(report[""], report["records"]))["skipped as duplicates"] == 0
     assert dict(zip(report[""], report["records"]))["tasks imported"] == 5
@@ -75,7 +76,7 @@ def test_coi_path_import_with_status_and_bad_file_error(db_path, tmp_path):
     at.selectbox[1].set_value("accepted")
     at.button(key="import_button").click()
     at.run()
-    assert at.success[0].value.startswith("Imported 1 chains from paper.json")
+    assert at.success[0].value.startswith("Imported 1 chains in")
     assert [c.proto.spec for c in at.get("plotly_chart") if "Chains by length" in c.proto.spec]
     assert metric(at, "Accepted chains") == 1
     bad = tmp_path / "bad.jsonl"

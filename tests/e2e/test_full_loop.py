@@ -179,7 +179,8 @@ def import_file(page, url: str, tmp_path: Path, db_path: Path) -> list[int]:
         lambda: scalar(db_path, "SELECT COUNT(*) FROM tasks WHERE id > ?", [before]),
         what="Import",
     )
-    see(page, f"tasks: {len(tasks)} imported, 0 skipped as duplicates, 0 rejected from my_tasks.jsonl")
+    see(page, f"Imported {len(tasks)} tasks in")
+    see(page, "from my_tasks.jsonl [jsonl]")
     shot(page, "01_import")
     rows = query(db_path, "SELECT id, source FROM tasks WHERE id > ? ORDER BY id", [before])
     assert len(rows) == len(tasks) and {r[1] for r in rows} == {"import:my_tasks.jsonl"}
