@@ -58,13 +58,10 @@ def launch_batch(actor: Actor, db: sqlite_utils.Database, batch, llm) -> int:
 
 def write_batch_requests(actor: Actor, db: sqlite_utils.Database, db_path, llm, batch, out_dir):
     """Write the next step depth's requests as an OpenAI Batch file (admin: it is generation)."""
-    from pipeline.batch import PLACEHOLDER_URL, write_requests
-    from pipeline.llm import with_overrides
+    from pipeline.batch import write_requests
 
     require(actor, ADMIN, "write a batch request file")
-    return write_requests(
-        db, db_path, with_overrides(llm, base_url=PLACEHOLDER_URL, api_key=""), batch, out_dir
-    )
+    return write_requests(db, db_path, llm, batch, out_dir)
 
 
 def read_batch_results(actor: Actor, db: sqlite_utils.Database, path):

@@ -112,6 +112,12 @@ def chain_view(chain: Chain, *, editable: bool = True, key: str = "chain") -> St
     return action
 
 
+def flag_lines(flags: list[dict]) -> None:
+    """One line per check flag, kind and reason, as text (a reason may quote model output)."""
+    for flag in flags:
+        st.text(f"🚩 {flag['kind'].replace('_', ' ')}: {flag.get('reason', '')}")
+
+
 def _step_card(step: Step, n: int, previous: Step | None, *, editable: bool, key: str) -> StepAction | None:
     with st.container(border=True):
         head = st.columns([2, 1, 1, 3])
@@ -124,10 +130,7 @@ def _step_card(step: Step, n: int, previous: Step | None, *, editable: bool, key
         flags = decode_flags(step.flag)
         if flags:
             head[3].badge(f"{len(flags)} flag{'s' if len(flags) > 1 else ''}", icon="🚩", color="violet")
-            for flag in flags:
-                st.text(
-                    f"🚩 {flag['kind'].replace('_', ' ')}: {flag.get('reason', '')}"
-                )  # text, never markdown
+            flag_lines(flags)
         st.caption("Instruction")
         plain_text(step.instruction)
         if previous is None or step.input != previous.output:

@@ -164,11 +164,12 @@ def run_eval(job_id: int, *, after_chunk: Callable[[], None] = lambda: None) -> 
         db, job_id, done=0, total=total, message=f"model ready in {_clock(loaded - started)}; predicting"
     )
     done, reused, carried = 0, 0, 0
+    pending = {m: pending_records(db, job_id, m, records) for m in cfg.modes}  # (to predict, kept) per mode
     # Units this launch must predict (a resumed run keeps its saved chains): the ETA's denominator.
-    new_total = total - sum(units(pending_records(db, job_id, m, records)[1], m) for m in cfg.modes)
+    new_total = total - sum(units(saved, m) for m, (_, saved) in pending.items())
     scorer = RougeL(cfg.use_stemmer)
     for mode in cfg.modes:
-        todo, saved = pending_records(db, job_id, mode, records)
+        todo, saved = pending[mode]
         done, reused, carried = done + units(saved, mode), reused + len(saved), carried + units(saved, mode)
         if saved:
             log(f"resuming {mode}: {len(saved)} of {len(records)} chains already predicted, kept")

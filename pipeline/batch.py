@@ -17,10 +17,10 @@ from pathlib import Path
 
 import sqlite_utils
 
-from pipeline.llm import LLMClient, LLMConfig
+from pipeline.llm import LLMClient, LLMConfig, with_overrides
 from pipeline.run import BatchConfig, BatchReport, run_batch
 from store.errors import CoiError
-from store.llm_calls import record_call
+from store.llm_calls import call_states, record_call
 
 WAITING = "waiting for a batch result"
 PLACEHOLDER_URL = "http://batch-file.invalid/v1"  # never called: the file goes to the provider instead
@@ -68,8 +68,11 @@ def batch_llm_config(model: str, api: str = "completions", **sampling) -> LLMCon
 def write_requests(
     db: sqlite_utils.Database, db_path: str | Path, llm: LLMConfig, batch: BatchConfig, out_dir: str | Path
 ) -> RoundOut:
-    """Run the pipeline as far as answers allow; write the next depth's requests as Batch JSONL."""
-    client = _DeferringClient(llm, db_path)
+    """Run the pipeline as far as answers allow; write the next depth's requests as Batch JSONL.
+
+    Only ``llm``'s model, api and sampling matter: nothing is sent anywhere, so its URL and key are dropped.
+    """
+    client = _DeferringClient(with_overrides(llm, base_url=PLACEHOLDER_URL, api_key=""), db_path)
     try:
         report = run_batch(db, client, batch)
     except RoundPending as pending:
@@ -107,20 +110,20 @@ def read_results(db: sqlite_utils.Database, path: str | Path) -> ResultsIn:
     """
     lines = _lines(path)
     parsed = [_parse_line(path, n, line) for n, line in lines]
-    known = {k: (a, e, r) for k, a, e, r in _calls(db, [p[0] for p in parsed])}
+    known = call_states(db, [p[0] for p in parsed])
     counts = ResultsIn(0, 0, 0)
     with db.atomic():
         for (key, text, error, usage), (n, _) in zip(parsed, lines):
             if key not in known:
                 raise CoiError(f"{path}, line {n}: custom_id {key[:16]}… is not a request of this database",
                                "Read the output file into the database that wrote the request file.")  # fmt: skip
-            answered, _, request = known[key]
+            answered, request = known[key]
             if answered:
                 counts.already += 1
                 continue
-            known[key] = (True, None, request)  # the same answer twice in one file is stored once
+            known[key] = (True, request)  # the same answer twice in one file is stored once
             record_call(
-                db, key=key, model=json.loads(request).get("model", ""), request=json.loads(request),
+                db, key=key, model=request.get("model", ""), request=request,
                 response=text, prompt_tokens=usage.get("prompt_tokens"),
                 completion_tokens=usage.get("completion_tokens"), latency_ms=0.0, attempts=1, error=error,
             )  # fmt: skip
@@ -166,15 +169,3 @@ def _parse_line(path, n: int, line: str) -> tuple[str, str | None, str | None, d
     if not text.strip():
         return key, None, "empty completion", {}
     return key, text, None, body.get("usage") or {}
-
-
-def _calls(db: sqlite_utils.Database, keys: list[str]) -> list[tuple[str, bool, str | None, str]]:
-    out = []
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        out += db.execute(
-            f"SELECT key, error IS NULL AND response IS NOT NULL, error, request FROM llm_calls WHERE key IN ({marks})",
-            chunk,
-        ).fetchall()
-    return out

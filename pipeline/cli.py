@@ -105,8 +105,7 @@ def cli_llm_config(db, args: argparse.Namespace):
 
 def batch_files(db, args: argparse.Namespace, batch, llm) -> int:
     """--batch-in stores a provider's answers; --batch-out writes the next depth's requests (or finishes)."""
-    from pipeline.batch import PLACEHOLDER_URL, read_results, write_requests
-    from pipeline.llm import with_overrides
+    from pipeline.batch import read_results, write_requests
     from store.db import default_db_path
 
     if args.batch_in:
@@ -116,8 +115,7 @@ def batch_files(db, args: argparse.Namespace, batch, llm) -> int:
         )
     if not args.batch_out:
         return 0
-    offline = with_overrides(llm, base_url=PLACEHOLDER_URL, api_key="")  # nothing is sent anywhere
-    out = write_requests(db, args.db or default_db_path(), offline, batch, args.batch_out)
+    out = write_requests(db, args.db or default_db_path(), llm, batch, args.batch_out)
     if out.report is None:
         print(f"{out.path}: {out.requests} requests for the next step depth.")
         print(f"Run it (e.g. vllm run-batch -i {out.path} -o results.jsonl --model {llm.model or 'MODEL'}),")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from pipeline.llm import LLMClient, LLMRequest
+from pipeline.prompts import clip
 from store.chains import get_chains
 from store.judgements import Judgement, save_judgements
 from store.predictions import get_predictions
@@ -50,15 +51,15 @@ class JudgeItem:
 
 def judge_prompt(item: JudgeItem) -> str:
     """A completion-style prompt ending where the judge writes its verdict."""
-    reference = f"Reference answer: {_one_line(item.reference, 600)}\n" if item.reference else ""
+    reference = f"Reference answer: {clip(item.reference, 600)}\n" if item.reference else ""
     return (
         "You grade one step of a chain of instructions. Answer with one word, correct, partly or wrong, "
         "then a short reason.\n"
         f"Rubric: {RUBRICS[item.step_type]}\n\n"
-        f"Step: {_one_line(item.instruction, 300)}\n"
-        f"Input: {_one_line(item.input, 800)}\n"
+        f"Step: {clip(item.instruction, 300)}\n"
+        f"Input: {clip(item.input, 800)}\n"
         f"{reference}"
-        f"Answer: {_one_line(item.prediction, 800)}\n"
+        f"Answer: {clip(item.prediction, 800)}\n"
         "Verdict:"
     )
 
@@ -67,10 +68,10 @@ def parse_verdict(text: str) -> tuple[str, str]:
     """(verdict, reason); 'unknown' when the reply names no verdict."""
     found = _VERDICT.match(text or "")
     if not found:
-        return "unknown", _one_line(text, 200) or "(empty reply)"
+        return "unknown", clip(text, 200) or "(empty reply)"
     word = found.group(1).lower()
     verdict = {"partially": "partly", "incorrect": "wrong"}.get(word, word)
-    return verdict, _one_line(found.group(2), 300)
+    return verdict, clip(found.group(2), 300)
 
 
 def judge_items(client: LLMClient, items: list[JudgeItem]) -> list[tuple[str, str, int | None]]:
@@ -129,8 +130,3 @@ def judge_chain_steps(db: sqlite_utils.Database, client: LLMClient, chain_ids: l
 
 def _instructions(db: sqlite_utils.Database, chain_ids: set[int]) -> dict[tuple[int, int], str]:
     return {(c.id, s.position): s.instruction for c in get_chains(db, sorted(chain_ids)) for s in c.steps}
-
-
-def _one_line(text: str, n: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -99,7 +99,7 @@ def check_prompt(instruction_a: str, instruction_b: str, example_output_a: str =
     ]
     for a, b, answer in _CHECK_EXAMPLES:
         parts.append(f"Task A: {a}\nTask B: {b}\nAnswer: {answer}\n")
-    example = f"Example output of task A: {_clip(example_output_a, 200)}\n" if example_output_a else ""
+    example = f"Example output of task A: {clip(example_output_a, 200)}\n" if example_output_a else ""
     parts.append(f"Task A: {_one_line(instruction_a)}\n{example}Task B: {_one_line(instruction_b)}\nAnswer:")
     return "\n".join(parts)
 
@@ -117,10 +117,10 @@ def parse_verdict(text: str) -> Verdict:
     first = reply.split("\n", 1)[0].strip()
     yes, no = bool(_YES.match(first)), bool(_NO.match(first))
     if yes == no or _hedged(first):
-        return Verdict("unknown", _clip(first, 300) or "(empty reply)", None)
+        return Verdict("unknown", clip(first, 300) or "(empty reply)", None)
     verdict = "yes" if yes else "no"
     reason = re.sub(r"^\W*\w+[\s,.:;!-]*", "", first, count=1).strip()
-    return Verdict(verdict, _clip(reason, 300), 1.0)
+    return Verdict(verdict, clip(reason, 300), 1.0)
 
 
 def _hedged(first_line: str) -> bool:
@@ -174,6 +174,7 @@ def _one_line(text: str) -> str:
     return " ".join((text or "").split())
 
 
-def _clip(text: str, n: int) -> str:
+def clip(text: str, n: int) -> str:
+    """The text on one line, cut to ``n`` characters with an ellipsis."""
     text = _one_line(text)
     return text if len(text) <= n else text[: n - 1] + "…"

@@ -20,20 +20,33 @@ class CachedCall:
     completion_tokens: int | None
 
 
-def get_cached(db: sqlite_utils.Database, keys: list[str]) -> dict[str, CachedCall]:
-    """Successful calls by cache key (calls that ended in an error are not answers)."""
-    out: dict[str, CachedCall] = {}
+def _rows_by_key(db: sqlite_utils.Database, columns: str, keys: list[str], where: str = "") -> list[tuple]:
+    """``SELECT key, columns`` for these keys, 500 at a time (SQLite's bound-parameter limit)."""
+    rows: list[tuple] = []
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        rows = db.execute(
-            f"SELECT key, id, response, prompt_tokens, completion_tokens FROM llm_calls "
-            f"WHERE key IN ({marks}) AND error IS NULL AND response IS NOT NULL",
-            chunk,
+        rows += db.execute(
+            f"SELECT key, {columns} FROM llm_calls WHERE key IN ({marks}){where}", chunk
         ).fetchall()
-        for key, cid, response, pt, ct in rows:
-            out[key] = CachedCall(cid, response, pt, ct)
-    return out
+    return rows
+
+
+def get_cached(db: sqlite_utils.Database, keys: list[str]) -> dict[str, CachedCall]:
+    """Successful calls by cache key (calls that ended in an error are not answers)."""
+    rows = _rows_by_key(
+        db,
+        "id, response, prompt_tokens, completion_tokens",
+        keys,
+        " AND error IS NULL AND response IS NOT NULL",
+    )
+    return {key: CachedCall(cid, response, pt, ct) for key, cid, response, pt, ct in rows}
+
+
+def call_states(db: sqlite_utils.Database, keys: list[str]) -> dict[str, tuple[bool, dict]]:
+    """key -> (answered already, the request as stored) for every stored call among ``keys``."""
+    rows = _rows_by_key(db, "error IS NULL AND response IS NOT NULL, request", keys)
+    return {key: (bool(answered), json.loads(request)) for key, answered, request in rows}
 
 
 def record_call(

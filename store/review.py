@@ -173,12 +173,13 @@ def _apply(db, chain_id, changes, author, expected_version, reason, undoes) -> i
     with db.atomic():
         # The version bump comes first: it takes the write lock, so the reads below are current.
         version = _bump_version(db, chain_id, expected_version)
-        written = 0
+        written, flags_changed = 0, False
         for change in changes:
             old = _read_field(db, chain_id, change)
             if old == change.new:
                 continue
             written += 1
+            flags_changed = flags_changed or change.field == "flag"
             _write_field(db, chain_id, change)
             db.execute(
                 """INSERT INTO edits (chain_id, position, field, old, new, author, reason, at, version, undoes)
@@ -198,7 +199,8 @@ def _apply(db, chain_id, changes, author, expected_version, reason, undoes) -> i
             )
         if not written:
             raise _NothingChanged  # rolls the version bump back
-        refresh_risk(db, [chain_id])
+        if flags_changed:  # of a chain's edits, only its flags change its risk
+            refresh_risk(db, [chain_id])
     return version
 
 

@@ -17,6 +17,7 @@ from app.state import db_path, init_state, reviewer_locked
 from app.widgets import (
     chain_view,
     changes_view,
+    flag_lines,
     history_view,
     plain_text,
     proposals_review,
@@ -350,8 +351,7 @@ def short_instruction_proposals() -> None:
             with st.container(border=True):
                 st.caption(f"Task #{task.id}: original instruction")
                 plain_text(task.instruction)
-                for flag in decode_flags(task.short_flags):
-                    st.text(f"🚩 {flag['kind'].replace('_', ' ')}: {flag.get('reason', '')}")
+                flag_lines(decode_flags(task.short_flags))
                 st.text_input("Short instruction", value=task.short_instruction or "", key=f"short_{task.id}")
                 left, right = st.columns(2)
                 # Callbacks run before the fragment redraws, so a decided proposal is gone at once.
