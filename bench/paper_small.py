@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj", help="LoRA target modules")
     p.add_argument("--max-seq-len", type=int, default=512, help="longest training example in tokens")
     p.add_argument("--max-new-tokens", type=int, default=128, help="most new tokens per answer")
+    p.add_argument(
+        "--precision", default="auto", help="training and eval: auto = bf16 where the device runs it natively"
+    )
     p.add_argument("--eval-batch", type=int, default=8, help="prompts per generation batch")
     p.add_argument("--max-steps", type=int, default=-1, help="stop training after this many steps")
     p.add_argument("--test-limit", type=int, default=0, help="only the first N test chains (0: all 42)")
@@ -119,6 +122,7 @@ def evaluate(label: str, records: list[dict], adapter: str | None, args) -> tupl
         adapter,
         batch_size=args.eval_batch,
         max_new_tokens=args.max_new_tokens,
+        precision=args.precision,
         log=lambda m: None,
     )
     t_load = time.perf_counter() - t0
@@ -158,6 +162,7 @@ def train_config(vid: int, args):
         train_lengths=(2,),
         eval_fraction=0.0,
         seed=args.seed,
+        precision=args.precision,
         logging_steps=5,
         save_steps=1000,
     )

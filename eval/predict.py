@@ -166,14 +166,18 @@ def load_generator(
     *,
     batch_size: int = 8,
     max_new_tokens: int = 128,
+    precision: str = "fp32",
     log: Callable[[str], None] = print,
 ) -> Generator:
     """Load the base model (registry name, path or HF id), optionally with a LoRA adapter on top.
 
     Both load as safetensors only; a pickled ``.bin`` model or adapter raises CoiError.
+    ``precision`` "auto" generates in bf16 where the device runs it natively (about 1.9x faster
+    on a bf16 CPU); greedy answers then match fp32's for most prompts, not all.
     """
     import torch
 
+    from models.precision import resolve_precision
     from models.registry import load_causal_lm
 
     if adapter_dir and _is_full_model(adapter_dir):  # a full fine-tune saves the whole model there
@@ -186,7 +190,10 @@ def load_generator(
         lm = PeftModel.from_pretrained(lm, adapter_dir)  # picks adapter_model.safetensors
         lm = lm.merge_and_unload()  # plain weights generate faster than LoRA hooks
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    lm.to(device).eval()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
+        resolve_precision(precision, int(device == "cuda")), torch.float32
+    )
+    lm.to(device=device, dtype=dtype).eval()  # merged first: the adapter's delta is added in fp32
     return Generator(lm, tokenizer, batch_size=batch_size, max_new_tokens=max_new_tokens)
 
 

@@ -135,7 +135,12 @@ def make_generator(cfg: EvalConfig):
             concurrency=cfg.concurrency,
         )
     gen = load_generator(
-        cfg.model, cfg.adapter_dir, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, log=log
+        cfg.model,
+        cfg.adapter_dir,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        precision=cfg.precision,
+        log=log,
     )
     log(f"1/3 model {cfg.model or 'gemma-3-270m'}{' + ' + cfg.adapter_dir if cfg.adapter_dir else ''}")
     return gen

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from models.precision import PRECISIONS
 from store import config as _config
 from store.config import FieldSpec, config_diff, option  # noqa: F401 - pages and tests take them from here
 from store.db import default_db_path
 from store.errors import CoiError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 METHODS = ("lora", "full")
 
 
@@ -54,7 +54,9 @@ class TrainConfig:
     weight_decay: float = option(0.0, "AdamW weight decay (the paper: 0).")
     seed: int = option(0, "Random seed (data order, LoRA init, eval split).")
     max_steps: int = option(-1, "Stop after this many optimizer steps (-1: run all epochs).")
-    precision: str = option("auto", "auto: bf16 on a GPU that supports it, else fp32.", choices=PRECISIONS)
+    precision: str = option(
+        "auto", "auto: bf16 where the GPU or CPU runs it natively, else fp32.", choices=PRECISIONS
+    )
     gradient_checkpointing: bool = option(False, "Trade compute for memory (for long sequences on a GPU).")
     num_gpus: int = option(0, "GPUs to use: 0 trains on the CPU; more than 1 launches through accelerate.")
     output_dir: str = option(
@@ -122,7 +124,7 @@ PAPER = {
     "learning_rate": 2e-5,  # --learning_rate 2e-5
     "weight_decay": 0.0,  # --weight_decay 0.
     "warmup_ratio": 0.03,  # --warmup_ratio 0.03
-    "precision": "auto",  # --bf16 True: bf16 where the device supports it (fp32 on a CPU)
+    "precision": "auto",  # --bf16 True: bf16 where the device runs it natively
     "eval_fraction": 0.0,  # --evaluation_strategy "no": every chain is trained on
     "max_seq_len": 512,  # train.py: model_max_length = 512
 }

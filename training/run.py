@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jobs.process import force_weights_only, run_as_job
+from models.precision import resolve_precision
 from models.registry import load_causal_lm, resolve_model
 from models.safe_load import require_safe_checkpoint
 from store import env
@@ -48,20 +49,6 @@ def rank() -> int:
 
 
 # ---- pieces ---------------------------------------------------------------------------------------
-
-
-def resolve_precision(precision: str, num_gpus: int) -> str:
-    """'auto' -> bf16 on a GPU that supports it, else fp32 (fp16/bf16 need a GPU)."""
-    import torch
-
-    gpu = num_gpus > 0 and torch.cuda.is_available()
-    if num_gpus > 0 and not torch.cuda.is_available():
-        raise CoiError(
-            "CUDA is missing: num_gpus > 0 but no GPU is usable", "Set num_gpus to 0 to use the CPU."
-        )
-    if precision == "auto":
-        return "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
-    return precision
 
 
 def load_records(db, cfg: TrainConfig) -> tuple[int, list[dict]]:
@@ -242,7 +229,9 @@ def train(job_id: int, *, write: bool = True, after_step: Callable[[], None] = l
     version_id, records = load_records(db, cfg)
     log(f"1/5 data: {len(records)} chains of dataset version {version_id}")
 
-    dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision)
+    # LoRA freezes the base, so it may sit in half precision; full fine-tuning keeps fp32 master
+    # weights and runs bf16 under autocast, as the authors' --bf16 True does.
+    dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(precision) if cfg.method == "lora" else None
     model, tokenizer = load_causal_lm(cfg.base_model, dtype=dtype, log=log)
     examples = build_examples(records, tokenizer, cfg.max_seq_len)
     train_ex, eval_ex = split_eval(examples, cfg.eval_fraction, cfg.seed)

@@ -159,9 +159,19 @@ def test_gpus_asked_for_on_a_machine_without_cuda_is_a_plain_error(monkeypatch):
     from training.run import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_precision("auto", 0) == "fp32"
     with pytest.raises(CoiError, match="CUDA is missing"):
         resolve_precision("auto", 2)
+    with pytest.raises(CoiError, match="fp16 needs a GPU"):
+        resolve_precision("fp16", 0)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_the_cpu_is_bf16_only_where_it_runs_natively(monkeypatch, native):
+    from models import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    assert precision.resolve_precision("auto", 0) == ("bf16" if native else "fp32")
+    assert precision.resolve_precision("fp32", 0) == "fp32"
 
 
 def test_failure_reasons_in_plain_words():
