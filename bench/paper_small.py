@@ -52,12 +52,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train", type=int, default=240, help="training chains drawn from coi_2.json")
     p.add_argument("--preset", default="paper-lora", help="training preset the recipe starts from")
     p.add_argument("--model", default="gemma-3-270m", help="base model (registry name or local path)")
-    p.add_argument("--lr", type=float, default=2e-4, help="learning rate")
+    p.add_argument("--lr", type=float, default=4e-4, help="learning rate")
     p.add_argument("--epochs", type=float, default=3.0, help="epochs")
     p.add_argument("--batch-size", type=int, default=4, help="chains per step")
     p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation (the paper: 8 on 8 GPUs)")
-    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank")
-    p.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj", help="LoRA target modules")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank")
+    p.add_argument(
+        "--targets",
+        default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        help="LoRA target modules (attention and MLP: more capacity per step than attention only)",
+    )
     p.add_argument("--max-seq-len", type=int, default=512, help="longest training example in tokens")
     p.add_argument("--max-new-tokens", type=int, default=128, help="most new tokens per answer")
     p.add_argument(

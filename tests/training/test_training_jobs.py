@@ -45,6 +45,12 @@ def test_a_job_trains_logs_metrics_and_saves_an_adapter_that_changes_the_model(d
     meta = json.loads((adapter / "coi_meta.json").read_text())
     assert meta["dataset_version"] == version == job.result["dataset_version"]
     assert meta["base_model"] == str(tiny_model_dir) and meta["config"]["lora_r"] == 4
+    # What `vllm serve --lora-modules NAME=DIR` loads: PEFT's config naming the base, safetensors weights.
+    peft_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert peft_config["peft_type"] == "LORA" and peft_config["base_model_name_or_path"] == str(
+        tiny_model_dir
+    )
+    assert (adapter / "adapter_model.safetensors").is_file() and not list(adapter.glob("*.bin"))
     ids = torch.tensor([[5, 17, 42, 99, 3]])
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     with torch.no_grad():
