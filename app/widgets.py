@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import TypeVar
 
 import streamlit as st
 
+from app.text_diff import word_diff_text
 from store.config import FieldSpec
 from store.errors import CoiError
 from store.flags import decode_flags
@@ -87,16 +87,16 @@ def verdict_box(composition: dict | None) -> None:
         plain_text(composition["reason"])
 
 
-def chain_view(chain: Chain, *, editable: bool = True, key: str = "chain") -> StepAction | None:
+def chain_view(
+    chain: Chain, *, key: str = "chain", on_action: Callable[[Step, StepAction], None] | None = None
+) -> None:
     """The chain's steps as connected cards: instruction -> input -> output -> next step's input.
 
     The view opens at the first flagged step: the unflagged steps before it fold into one expander.
-
-    Returns:
-        The action the reviewer took on a card in this run, if any.
+    With ``on_action``, each card has an editor whose Save or Keep calls ``on_action(step, action)``
+    as a widget callback (before the page redraws); without it the view is read-only.
     """
     first_flagged = next((s.position for s in chain.steps if decode_flags(s.flag)), None)
-    action = None
     folded = (
         st.expander(f"Steps 1-{first_flagged - 1} (no flags)")
         if first_flagged and first_flagged > 1
@@ -105,11 +105,9 @@ def chain_view(chain: Chain, *, editable: bool = True, key: str = "chain") -> St
     for step in chain.steps:
         previous = chain.steps[step.position - 2] if step.position > 1 else None
         with folded if folded is not None and step.position < first_flagged else st.container():
-            result = _step_card(step, chain.length, previous, editable=editable, key=f"{key}_{step.position}")
+            _step_card(step, chain.length, previous, key=f"{key}_{step.position}", on_action=on_action)
             if step.position < chain.length:
                 st.caption(f"⬇ the output of step {step.position} is the input of step {step.position + 1}")
-        action = action or result
-    return action
 
 
 def flag_lines(flags: list[dict]) -> None:
@@ -118,7 +116,14 @@ def flag_lines(flags: list[dict]) -> None:
         st.text(f"🚩 {flag['kind'].replace('_', ' ')}: {flag.get('reason', '')}")
 
 
-def _step_card(step: Step, n: int, previous: Step | None, *, editable: bool, key: str) -> StepAction | None:
+LONG_TEXT_CHARS, LONG_TEXT_LINES = 400, 6
+
+
+def _is_long(text: str) -> bool:
+    return len(text or "") > LONG_TEXT_CHARS or (text or "").count("\n") >= LONG_TEXT_LINES
+
+
+def _step_card(step: Step, n: int, previous: Step | None, *, key: str, on_action) -> None:
     with st.container(border=True):
         head = st.columns([2, 1, 1, 3])
         head[0].markdown(f"**Step {step.position} of {n}**")
@@ -133,63 +138,77 @@ def _step_card(step: Step, n: int, previous: Step | None, *, editable: bool, key
             flag_lines(flags)
         st.caption("Instruction")
         plain_text(step.instruction)
+        # An input that is the previous step's output was just shown there: it is not repeated.
         if previous is None or step.input != previous.output:
-            st.caption("Input" if previous is None else "Input (differs from the previous output!)")
-            plain_text(step.input)
+            label = "Input" if previous is None else "Input (differs from the previous output!)"
+            if _is_long(step.input):
+                with st.expander(f"{label}: {len(step.input)} characters"):
+                    plain_text(step.input)
+            else:
+                st.caption(label)
+                plain_text(step.input)
         st.caption("Output")
-        plain_text(step.output)
+        plain_text(step.output, height=240 if _is_long(step.output) else None)
         if step.stale:
             st.warning(
                 "Stale: an earlier step changed, so this step's input changed. "
                 "Regenerate, edit, or confirm it as is."
             )
-        return _step_editor(step, key) if editable else None
+        if on_action is not None:
+            _step_editor(step, key, on_action)
 
 
-def _step_editor(step: Step, key: str) -> StepAction | None:
-    if step.stale and st.button("Keep this output as is", key=f"{key}_confirm"):
-        return StepAction("confirm", step.position)
+def _step_editor(step: Step, key: str, on_action) -> None:
+    if step.stale:
+        st.button(
+            "Keep this output as is",
+            key=f"{key}_confirm",
+            on_click=lambda: on_action(step, StepAction("confirm", step.position)),
+        )
     with st.expander(f"✏️ Edit step {step.position} output"):
         with st.form(key=f"{key}_form", border=False):
-            text = st.text_area("New output", value=step.output, key=f"{key}_text", height=150)
-            reason = st.text_input("Reason (optional)", key=f"{key}_reason")
-            if st.form_submit_button(f"Save step {step.position}", type="primary", key=f"{key}_save"):
-                return StepAction("save", step.position, text, reason)
-    return None
+            st.text_area("New output", value=step.output, key=f"{key}_text", height=150)
+            st.text_input("Reason (optional)", key=f"{key}_reason")
+
+            def save() -> None:  # a form's values are in session state when its callback runs
+                text, reason = st.session_state[f"{key}_text"], st.session_state[f"{key}_reason"]
+                on_action(step, StepAction("save", step.position, text, reason))
+
+            st.form_submit_button(
+                f"Save step {step.position}", type="primary", key=f"{key}_save", on_click=save
+            )
 
 
 def step_diff(old: str, new: str, *, title: str = "") -> None:
-    """Old and new output side by side, plus a line diff (all literal text)."""
+    """Old and new output as one word diff ([-removed-] {+added+}), literal text."""
     if title:
         st.markdown(f"**{title}**")
-    left, right = st.columns(2)
-    with left:
-        st.caption("Old output")
-        plain_text(old)
-    with right:
-        st.caption("New output")
-        plain_text(new)
-    diff = "\n".join(difflib.unified_diff(old.splitlines(), new.splitlines(), "old", "new", lineterm="", n=1))
-    if diff:
-        st.code(diff, language="diff", wrap_lines=True)
-    else:
+    if old == new:
         st.caption("No change.")
+        plain_text(new)
+        return
+    st.caption("Word diff: [-removed-] {+added+}")
+    plain_text(word_diff_text(old, new))
 
 
-def proposals_review(proposals: list) -> dict[int, bool]:
-    """Each regenerated output as a diff with a keep checkbox; returns position -> keep."""
+def proposals_review(proposals: list, *, key: str) -> dict[int, bool]:
+    """Each regenerated output as a word diff with a keep checkbox; returns position -> keep.
+
+    "Keep" starts unticked when the new output is empty, repeats its input or the old output.
+    """
     keep = {}
     for p in proposals:
         step_diff(p.old_output, p.new_output, title=f"Step {p.position}")
         if p.error:
             st.error(f"Step {p.position}: the LLM call failed; the old output stays.")
             plain_text(p.error)
-        if p.why_not_keep and not p.error:
+        elif p.why_not_keep:
             st.caption(f"Not ticked: {p.why_not_keep}.")
         keep[p.position] = st.checkbox(
             f"Keep the new output of step {p.position}",
             value=p.why_not_keep is None,
-            key=f"keep_{p.position}",
+            key=f"{key}_{p.position}",
+            disabled=bool(p.error),
         )
     return keep
 

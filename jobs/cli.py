@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+from store.models import JOB_KINDS, JOB_STATUSES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `coi jobs` to the `coi` parser."""
@@ -15,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument("--db", help="Database file (default: $COI_DB or data/coi.db).")
     sub = p.add_subparsers(dest="action", required=True)
     ls = sub.add_parser("list", help="jobs of every kind, newest first", parents=[common])
-    ls.add_argument("--kind", choices=["train", "eval", "generate"])
-    ls.add_argument("--status", nargs="*", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    ls.add_argument("--kind", choices=list(JOB_KINDS))
+    ls.add_argument("--status", nargs="*", choices=list(JOB_STATUSES))
     ls.add_argument("--limit", type=int, default=50)
     for action, text in (
         ("show", "a job's status, queue position, outcome and config"),

@@ -52,8 +52,14 @@ KINDS: dict[str, Kind] = {
     "train": Kind("train", "training.run", "device", "training job"),
     "eval": Kind("eval", "eval.run", "device", "eval run"),
     "generate": Kind("generate", "pipeline.run", "remote", "generate job"),
+    "regenerate": Kind("regenerate", "pipeline.regenerate", "remote", "regeneration"),
 }
-CLI_OF = {"train": "coi train", "eval": "coi eval", "generate": "coi generate"}
+CLI_OF = {
+    "train": "coi train",
+    "eval": "coi eval",
+    "generate": "coi generate",
+    "regenerate": "the Review page",
+}
 # Secrets for a job this process submitted (an API key): they reach its process's environment
 # only, never the DB. A job started later by another process inherits that process's environment.
 _secret_env: dict[int, dict[str, str]] = {}

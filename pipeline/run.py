@@ -31,7 +31,7 @@ from pipeline.generate import chain_key, generate_chains, save_draft, store_comp
 from pipeline.llm import LLMClient, LLMConfig
 from pipeline.summarize import summarize_tasks
 from store.config import from_plain, to_plain
-from store.db import connect
+from store.db import connect, database_file
 from store.endpoints import job_env, job_key
 from store.errors import CoiError
 from store.jobs import get_job, heartbeat
@@ -302,7 +302,7 @@ def run_job(
             progress(done, total, message)
 
     with llm_endpoint(llm) as live:
-        client = LLMClient(live, db_path or _db_file(db), job_id=job_id)
+        client = LLMClient(live, db_path or database_file(db), job_id=job_id)
         beat(0, 0, f"checking the endpoint {live.base_url}")
         warnings = client.preflight()  # raises CoiError (a plain reason with the URL) when it is down
         for w in warnings:
@@ -319,10 +319,6 @@ def run_job(
 
         raise JobFailed(failure_message(report), result)
     return result
-
-
-def _db_file(db: sqlite_utils.Database) -> str:
-    return db.execute("PRAGMA database_list").fetchone()[2]
 
 
 def tqdm_progress() -> Progress:

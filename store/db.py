@@ -33,6 +33,11 @@ def default_db_path() -> Path:
     return Path(env.get("COI_DB") or DEFAULT_DB)
 
 
+def database_file(db: sqlite_utils.Database) -> str:
+    """The file path of an open database (what a child process is told to open)."""
+    return db.execute("PRAGMA database_list").fetchone()[2]
+
+
 def utcnow() -> str:
     """Current UTC time as an ISO-8601 string (sortable, second precision plus micros)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
@@ -525,3 +530,25 @@ def m019_login_throttle(db: sqlite_utils.Database) -> None:
         db,
         "CREATE TABLE login_failures (name TEXT PRIMARY KEY, failures INTEGER NOT NULL, last_at REAL NOT NULL)",
     )
+
+
+@migrations()
+def m020_regenerate_jobs(db: sqlite_utils.Database) -> None:
+    """Regeneration runs as a job of its own kind: widen the jobs table's CHECK on ``kind``.
+
+    SQLite cannot alter a CHECK, and rebuilding ``jobs`` would cascade-delete its metrics and
+    predictions (foreign keys are on). A wider CHECK leaves every stored row valid, which is the case
+    SQLite's ALTER TABLE documentation allows editing in the schema table directly.
+    """
+    old = "CHECK (kind IN ('train', 'eval', 'generate'))"
+    new = "CHECK (kind IN ('train', 'eval', 'generate', 'regenerate'))"
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
+    if old not in sql:
+        raise RuntimeError("m020: the jobs table's kind CHECK is not the one m001 wrote")
+    (schema_version,) = db.execute("PRAGMA schema_version").fetchone()
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'jobs'", [sql.replace(old, new)]
+    )
+    db.execute(f"PRAGMA schema_version = {schema_version + 1}")
+    db.execute("PRAGMA writable_schema = OFF")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 CHAIN_STATUSES = ("proposed", "needs_review", "accepted", "rejected")
 SHORT_STATUSES = ("proposed", "accepted", "rejected")
 ORIGINS = ("gold", "llm", "human")
-JOB_KINDS = ("train", "eval", "generate")
+JOB_KINDS = ("train", "eval", "generate", "regenerate")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_JOB_STATUSES = ("queued", "running")
 

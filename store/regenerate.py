@@ -8,10 +8,11 @@ edit group that undo reverts and optimistic locking protects.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import sqlite_utils
 
+from store.jobs import Job, get_job, list_jobs, update_job
 from store.models import Chain
 from store.review import Change, apply_changes, step_rows
 
@@ -41,6 +42,13 @@ class Proposal:
         if new == _folded(self.old_output):
             return "the new output is the old one"
         return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Proposal:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
 def _folded(text: str) -> str:
@@ -121,3 +129,37 @@ def apply_regeneration(
     return apply_changes(
         db, chain_id, changes, author=author, expected_version=expected_version, reason="regenerated"
     )
+
+
+# -- regeneration jobs: the proposals live in the job's result until the reviewer applies or discards them
+def latest_regeneration(db: sqlite_utils.Database, chain_id: int) -> Job | None:
+    """The newest regenerate job of a chain that the reviewer has not closed yet (None if none)."""
+    rows = db.execute(
+        "SELECT id FROM jobs WHERE kind = 'regenerate' AND json_extract(config, '$.chain_id') = ? "
+        "AND json_extract(result, '$.closed') IS NULL ORDER BY id DESC LIMIT 1",
+        [chain_id],
+    ).fetchall()
+    return get_job(db, rows[0][0]) if rows else None
+
+
+def job_proposals(job: Job) -> list[Proposal]:
+    """The proposals a finished regenerate job left (empty while it runs or when it failed)."""
+    return [Proposal.from_dict(p) for p in job.result.get("proposals", [])]
+
+
+def close_regeneration(db: sqlite_utils.Database, job_id: int, outcome: str) -> None:
+    """Mark a regenerate job's proposals as dealt with ('applied' or 'discarded'), so they stop showing."""
+    job = get_job(db, job_id)
+    if job is not None:
+        update_job(db, job_id, result={**job.result, "closed": outcome})
+
+
+def regenerating_chains(db: sqlite_utils.Database, chain_ids: list[int]) -> dict[int, str]:
+    """Chain id -> 'running' or 'ready' for the chains with an open regenerate job (queue markers)."""
+    jobs = list_jobs(db, kind="regenerate", limit=200)
+    out: dict[int, str] = {}
+    for job in reversed(jobs):  # oldest first, so the newest job of a chain wins
+        cid = job.config.get("chain_id")
+        if cid in chain_ids and "closed" not in job.result:
+            out[cid] = "running" if job.active else ("ready" if job.status == "succeeded" else job.status)
+    return out
