@@ -23,7 +23,7 @@ from tests.e2e.browser import (
     shot,
     streamlit_cmd,
 )
-from tests.support.probes import query, scalar
+from tests.support.probes import query, scalar, wait
 
 pytestmark = pytest.mark.e2e
 NASTY = "<script>alert(1)</script> and **bold**"
@@ -144,3 +144,62 @@ def test_review_loop_with_shortcuts_and_literal_text(app_url, db_path):
     final = statuses(db_path)
     assert final[nasty_id] == "accepted" and final[rejected] == "rejected" and final[skipped] == "proposed"
     assert dialogs == []
+
+
+@pytest.fixture
+def fifty_chains_url(tmp_path, db_path):
+    db = connect(db_path)
+    for i in range(50):
+        steps = [
+            Step(1, f"Summarize text {i}", f"input {i}", f"summary {i}", origin="llm"),
+            Step(2, "Uppercase it", f"summary {i}", f"SUMMARY {i}", origin="llm"),
+        ]
+        insert_chain(db, Chain(steps=steps, composition_id=upsert_composition(db, f"k-{i}", length=2)))
+    db.conn.close()
+    port = free_port()
+    env = app_env(db_path, port, COI_REVIEWER="keyboard")
+    with serve(streamlit_cmd(port), env, tmp_path / "streamlit.log", timeout=60) as url:
+        yield url
+
+
+def key_then(page, key: str, expect: str) -> None:
+    """Press a key (no click anywhere: focus stays on the page) and wait for the flash message."""
+    page.keyboard.press(key)
+    page.get_by_text(expect, exact=True).first.wait_for(timeout=20_000)
+
+
+def open_chain_id(page, not_this: int | None = None) -> int:
+    """The open chain's id, once the heading no longer shows ``not_this`` (the flash draws first)."""
+    read = lambda: int(current_chain(page).split("#")[1].split()[0])  # noqa: E731
+    return wait(lambda: (c := read()) != not_this and c, timeout=20, step=0.05, what="the next chain")
+
+
+def test_keyboard_only_review_of_fifty_chains(fifty_chains_url, db_path):
+    """50 chains decided with the keyboard alone: J/K move, A accepts, X rejects, S skips, U undoes."""
+    with chromium_page() as page:
+        page.goto(fifty_chains_url + "/review")
+        page.get_by_text("Chain #").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Next").last.wait_for(timeout=20_000)
+        first = int(current_chain(page).split("#")[1].split()[0])
+        page.keyboard.press("Tab")  # a freshly loaded headless page has no keyboard focus until then
+        page.keyboard.press("j")  # the next chain on the page opens
+        page.get_by_role("heading", name=f"Chain #{first - 1} ").wait_for(timeout=20_000)
+        page.keyboard.press("k")
+        page.get_by_role("heading", name=f"Chain #{first} ").wait_for(timeout=20_000)
+        key_then(page, "s", f"Chain #{first}: skip.")
+        decided, chain = {}, first
+        for i in range(49):
+            chain = open_chain_id(page, not_this=chain)
+            decision, key = ("reject", "x") if i % 10 == 9 else ("accept", "a")
+            key_then(page, key, f"Chain #{chain}: {decision}.")
+            decided[chain] = decision + "ed"
+            if i == 20:  # one slip, undone: the same chain comes back and is decided again
+                key_then(page, "u", f"Undid the last change on chain #{chain}.")
+                key_then(page, "a", f"Chain #{chain}: accept.")
+                decided[chain] = "accepted"
+        page.get_by_text("Nothing to review with these filters.").wait_for(timeout=20_000)
+        shot(page, "review_keyboard")
+    final = statuses(db_path)
+    assert {c: final[c] for c in decided} == decided and len(decided) == 49
+    assert final[first] == "proposed"  # the skipped chain is left for later
+    assert list(final.values()).count("rejected") == 4
