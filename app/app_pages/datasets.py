@@ -8,6 +8,7 @@ from app.state import db_path, init_state
 from app.widgets import guarded
 from store.db import open_db
 from store.models import CHAIN_STATUSES
+from store.version_browse import browse_version, describe_filter
 from store.versions import (
     SplitSpec,
     chain_sources,
@@ -21,6 +22,7 @@ from store.versions import (
 )
 
 LENGTHS = [1, 2, 3, 4, 5, 6, 7, 8]
+BROWSE_PAGE = 50
 
 init_state()
 st.title("Dataset versions")
@@ -121,9 +123,29 @@ with open_db(db_path()) as db:
     summary = version_summary(db, chosen)
     overlap = composition_overlap(db, chosen)
 st.text(f"Content hash: {version.content_hash}")
-st.json(version.filter, expanded=False)
+st.caption("What it holds")
+st.text(describe_filter(version.filter))
 st.dataframe(summary, hide_index=True)
 st.caption(f"Compositions in both train and test: {overlap}")
+
+
+@st.fragment
+def browse_rows(version_id: int) -> None:
+    """The frozen train or test rows, searchable and paged (only this part redraws)."""
+    st.subheader("Rows")
+    left, mid, right = st.columns([1, 3, 1])
+    split = left.radio("Split", ["train", "test"], horizontal=True, key="browse_split")
+    search = mid.text_input("Search instruction, input or output (or #chain id)", key="browse_search")
+    page = int(right.number_input("Page", min_value=1, value=1, step=1, key="browse_page"))
+    with open_db(db_path()) as db:
+        shown = browse_version(db, version_id, split, search=search, page=page, size=BROWSE_PAGE)
+    matching = f" matching {search.strip()!r}" if search.strip() else ""
+    st.caption(f"{shown.total} {split} rows{matching} · page {shown.page} of {shown.pages}")
+    if shown.rows:
+        st.dataframe(shown.rows, hide_index=True, width="stretch")
+
+
+browse_rows(chosen)
 
 
 def _zip(fmt: str) -> bytes:

@@ -41,3 +41,36 @@ def test_fixed_test_source_from_the_page(db, tmp_path):
     version = list_versions(db)[0]
     assert get_version(db, version.id).split_sizes == {"train": 6, "test": 2}
     assert [r["input"] for r in version_records(db, version.id, "test")] == ["in 50", "in 51"]
+
+
+def test_a_version_is_browsed_with_search_and_its_filter_is_in_words(db, tmp_path):
+    rows = [_rec(i, f"Say {i}.") for i in range(150)]  # 150 compositions: 120 train, 30 test
+    rows[42]["input"] = "the NEEDLE here"
+    import_file(db, _file(tmp_path, "train.json", rows), ImportOptions(source="src", status="accepted"))
+    at = open_page("datasets")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    text = [t.value for t in at.text]
+    assert any(
+        t.startswith(
+            "Chains with status accepted.\nChains split by composition: 20% of compositions held out"
+        )
+        and "Train keeps lengths 1-3; test keeps 1-5." in t
+        for t in text
+    ), text
+    assert not at.json  # no raw {...} dump
+    frames = [f for f in at.dataframe if "instruction" in f.value.columns]
+    train = frames[0].value
+    assert len(train) == 50 and list(train["position"])[:3] == [0, 1, 2]  # the first page, in file order
+    at.number_input(key="browse_page").set_value(3).run()
+    last = next(f for f in at.dataframe if "instruction" in f.value.columns).value
+    assert list(last["position"]) == list(range(100, 120))
+    assert any(c.value == "120 train rows · page 3 of 3" for c in at.caption)
+    at.text_input(key="browse_search").set_value("needle").run()
+    found = {}
+    for split in ("train", "test"):
+        at.radio(key="browse_split").set_value(split).run()
+        frames = [f.value for f in at.dataframe if "instruction" in f.value.columns]
+        found[split] = [r for frame in frames for r in frame["input"]]
+    assert sorted(found.values()) == [[], ["the NEEDLE here"]]  # in exactly one split, by any case
+    assert any(c.value.endswith("matching 'needle' · page 1 of 1") for c in at.caption)
