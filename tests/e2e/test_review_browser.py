@@ -162,8 +162,14 @@ def fifty_chains_url(tmp_path, db_path):
         yield url
 
 
+IDLE = "() => document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state') === 'notRunning'"
+
+
 def key_then(page, key: str, expect: str) -> None:
-    """Press a key (no click anywhere: focus stays on the page) and wait for the flash message."""
+    """Press a key (no click anywhere: focus stays on the page) and wait for the flash message.
+
+    The key goes in once the last run ended: a shortcut pressed mid-run can land between redraws."""
+    page.wait_for_function(IDLE, timeout=20_000)
     page.keyboard.press(key)
     page.get_by_text(expect, exact=True).first.wait_for(timeout=20_000)
 
@@ -181,7 +187,11 @@ def test_keyboard_only_review_of_fifty_chains(fifty_chains_url, db_path):
         page.get_by_text("Chain #").first.wait_for(timeout=30_000)
         page.get_by_role("button", name="Next").last.wait_for(timeout=20_000)
         first = int(current_chain(page).split("#")[1].split()[0])
-        page.keyboard.press("Tab")  # a freshly loaded headless page has no keyboard focus until then
+        # A freshly loaded headless page has no keyboard focus: give it to the first navigation link,
+        # as one Tab would (no mouse), so the shortcuts reach the app.
+        page.bring_to_front()
+        page.evaluate("document.querySelector('[data-testid=\"stSidebarNav\"] a').focus()")
+        page.wait_for_function(IDLE, timeout=20_000)
         page.keyboard.press("j")  # the next chain on the page opens
         page.get_by_role("heading", name=f"Chain #{first - 1} ").wait_for(timeout=20_000)
         page.keyboard.press("k")
