@@ -19,6 +19,7 @@ from tests.support.training import make_version, tiny_config, wait_for
 from training import queue
 
 pytestmark = pytest.mark.slow
+STEPS = 8  # 0.5 s each: the cancel after checkpoint-2 lands seconds before the end
 
 RANK_LINE = re.compile(
     r"rank (\d) of (\d): trained to step (\d+); response-only loss through (.*); "
@@ -56,49 +57,66 @@ def rank_lines(log_text: str) -> dict[int, tuple]:
     return {int(m[1]): (int(m[2]), int(m[3]), m[4], float(m[5])) for m in RANK_LINE.finditer(log_text)}
 
 
-def job_processes(job_id: int) -> list[int]:
-    """The job's processes below this one (the test started the launcher): the launcher and its ranks."""
-    return [p for p in process.descendants(os.getpid()) if process.runs_job(p, job_id)]
+def job_processes(job_id: int, db_path) -> list[int]:
+    """The job's processes below this one (the test started the launcher): the launcher and its ranks.
+
+    Matched by command line and database (every test's first job is #1, and an earlier test's may still exit).
+    """
+    own_db = f"COI_DB={db_path}".encode()
+    return [
+        p for p in process.descendants(os.getpid()) if process.runs_job(p, job_id) and own_db in _environ(p)
+    ]
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
 
 
 def test_two_processes_train_checkpoint_cancel_every_rank_and_resume(
-    db, version, tiny_model_dir, metric_writes
+    db, db_path, version, tiny_model_dir, metric_writes
 ):
-    cfg = tiny_config(tiny_model_dir, version, num_processes=2, max_seq_len=128, max_steps=6, save_steps=2)
+    cfg = tiny_config(
+        tiny_model_dir, version, num_processes=2, max_seq_len=128, max_steps=STEPS, save_steps=2
+    )
     launcher, _ = queue.launch_spec(cfg)  # the product's own prefix for 2 CPU processes
     assert launcher[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in launcher
     job_id = queue.submit(db, cfg, launcher=[*launcher, "-m", "tests.support.throttled", "0.5"])
 
     job = wait_for(db, job_id, lambda j: (queue.checkpoint_step(j) or 0) >= 2 or not j.active, timeout=150)
     assert job.status == "running", job.error
-    assert job.done >= 2 and job.message.startswith(f"step {job.done}/6")  # rank 0's heartbeat
-    tree = job_processes(job_id)
+    assert job.done >= 2 and job.message.startswith(f"step {job.done}/{STEPS}")  # rank 0's heartbeat
+    tree = job_processes(job_id, db_path)
     assert len(tree) == 3 and job.pid == tree[0]  # the launcher, then torchrun's 2 workers
     assert len({os.getpgid(p) for p in tree}) == 3  # each worker in a session of its own
     job = queue.cancel(db, job_id)
     assert job.status == "cancelled"
     assert [p for p in tree if process.is_alive(p)] == []  # every rank stopped
     ckpt_step = queue.checkpoint_step(job)
-    assert 2 <= ckpt_step < 6
+    assert 2 <= ckpt_step < STEPS
     assert metric_writes() == []  # each metric of each step written once: by rank 0 alone
 
     queue.resume(db, job_id)  # the stored launcher runs the same 2 processes again
     job = wait_for(db, job_id, lambda j: not j.active, timeout=150)
     assert job.status == "succeeded", job.error
-    assert job.result["start_step"] == ckpt_step and job.result["global_step"] == 6
-    assert queue.trainer_state(job)["global_step"] == 6 and (job.done, job.total) == (6, 6)
-    first, resumed = process.log_tail(job.log_path, 400).split(f"== outcome: train #{job_id} cancelled")
+    assert job.result["start_step"] == ckpt_step and job.result["global_step"] == STEPS
+    assert queue.trainer_state(job)["global_step"] == STEPS and (job.done, job.total) == (STEPS, STEPS)
+    with open(job.log_path, encoding="utf-8", errors="replace") as f:  # both launches, whole
+        _, resumed = f.read().split(f"== outcome: train #{job_id} cancelled")
     assert resumed.count(f"(resuming from {queue.output_dir(job) / f'checkpoint-{ckpt_step}'})") == 2
     # DDP really ran: world size 2, rank 1 trained too, and the loss went through DDP's forward, on
     # the response-only path. All-reduced gradients leave both ranks with the same weights.
     assert job.result["world_size"] == 2
-    assert job.result["loss_forwards"] == {"DistributedDataParallel": 6 - ckpt_step}
+    assert job.result["loss_forwards"] == {"DistributedDataParallel": STEPS - ckpt_step}
     ranks = rank_lines(resumed)
     assert sorted(ranks) == [0, 1], ranks
-    assert "step 6/6 loss=" in resumed and resumed.count("step 6/6 loss=") == 1  # rank 0 logs, alone
+    assert resumed.count(f"step {STEPS}/{STEPS} loss=") == 1  # rank 0 logs, alone
     for world, step, forwards, checksum in ranks.values():
-        assert (world, step, forwards) == (2, 6, f"DistributedDataParallel x{6 - ckpt_step}")
+        assert (world, step, forwards) == (2, STEPS, f"DistributedDataParallel x{STEPS - ckpt_step}")
         assert checksum == pytest.approx(job.result["weights_checksum"], rel=1e-11)
     assert ranks[0][3] == ranks[1][3]  # the same weights on both ranks, to the 13 digits logged
-    assert [m["step"] for m in get_metrics(db, job_id, ["loss"])] == [1, 2, 3, 4, 5, 6]
+    assert [m["step"] for m in get_metrics(db, job_id, ["loss"])] == list(range(1, STEPS + 1))
     assert metric_writes() == []
