@@ -199,7 +199,11 @@ def runs_job(pid: int, job_id: int) -> bool:
 
 
 def cancel(db: sqlite_utils.Database, job_id: int, *, grace_s: float = 5.0) -> Job | None:
-    """Kill the job's whole process group (SIGTERM, then SIGKILL) and mark it cancelled."""
+    """Kill the job's process groups (SIGTERM, then SIGKILL) and mark it cancelled.
+
+    That is the group of the job's process and the group of every process below it: ``accelerate
+    launch`` (torchrun) starts each rank in a session of its own, so one group is not every rank.
+    """
     job = get_job(db, job_id)
     if job is None or not job.active:
         return job
@@ -210,21 +214,73 @@ def cancel(db: sqlite_utils.Database, job_id: int, *, grace_s: float = 5.0) -> J
 
 
 def _kill_group(pid: int, grace_s: float) -> None:
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    os.killpg(pgid, signal.SIGTERM)
+    groups = _groups_of([pid, *descendants(pid)])  # listed before the signal: a dead parent loses its tree
+    _signal_groups(groups, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and is_alive(pid):
+    while time.monotonic() < deadline and (is_alive(pid) or any(map(group_alive, groups))):
         time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    _signal_groups(groups, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (is_alive(pid) or group_alive(pgid)):
+    while time.monotonic() < deadline and (is_alive(pid) or any(map(group_alive, groups))):
         time.sleep(0.05)
+
+
+def _groups_of(pids: list[int]) -> list[int]:
+    groups = []
+    for pid in pids:
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+        if pgid not in groups and pgid != os.getpgrp():  # never the caller's own group
+            groups.append(pgid)
+    return groups
+
+
+def _signal_groups(groups: list[int], sig: signal.Signals) -> None:
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process ({} without /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if entry.name.isdigit() and (ppid := _ppid(int(entry.name))) is not None:
+            found[int(entry.name)] = ppid
+    return found
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, nearest first (children, then grandchildren, ...): a launcher's ranks."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)  # breadth first: a launcher before its workers
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def ancestors() -> list[int]:
+    """This process's parent, its parent, and so on (without /proc: only the parent)."""
+    found, pid = [], os.getppid()
+    while pid > 1 and pid not in found:
+        found.append(pid)
+        pid = _ppid(pid) or 0
+    return found
 
 
 def group_alive(pgid: int) -> bool:
@@ -306,11 +362,20 @@ def run_as_job(job_id: int, body: Callable[[int], dict | None]) -> int:
     signal.signal(signal.SIGTERM, _raise_cancelled)
     force_weights_only()  # a job never unpickles arbitrary objects, whatever a library asks torch.load
     db = connect()
-    update_job(db, job_id, status="running", pid=os.getpid(), heartbeat_at=utcnow())
+    pid = job_pid(get_job(db, job_id))
+    update_job(db, job_id, status="running", pid=pid, heartbeat_at=utcnow())
     code = _run_body(db, job_id, body)
     _log_outcome(db, job_id)
-    _pump_next(db, job_id)
+    _pump_next(db, job_id, pid)
     return code
+
+
+def job_pid(job: Job | None) -> int:
+    """The process that stands for the job: the launcher that started this one, if any (``accelerate
+    launch`` runs rank 0 under it; it lives until every rank ends), else this process."""
+    if job is not None and job.pid and job.pid in ancestors():
+        return job.pid
+    return os.getpid()
 
 
 def _run_body(db: sqlite_utils.Database, job_id: int, body: Callable[[int], dict | None]) -> int:
@@ -349,8 +414,9 @@ def _log_outcome(db: sqlite_utils.Database, job_id: int) -> None:
         print(f"== reason: {job.error.strip()}", flush=True)
 
 
-def _pump_next(db: sqlite_utils.Database, job_id: int) -> None:
-    """Leave a detached waiter that pumps the queue once this process has exited (and freed its model).
+def _pump_next(db: sqlite_utils.Database, job_id: int, pid: int) -> None:
+    """Leave a detached waiter that pumps the queue once the job's process ``pid`` has exited (and
+    freed its model; under a launcher, once every rank has).
 
     This job's own launch env (e.g. CUDA_VISIBLE_DEVICES) is not passed on to the next job.
     """
@@ -359,7 +425,7 @@ def _pump_next(db: sqlite_utils.Database, job_id: int) -> None:
     env = {k: v for k, v in os.environ.items() if k not in drop and k not in LOGIN_SECRETS}
     try:
         subprocess.Popen(
-            [sys.executable, "-m", "jobs.pump", "--after", str(os.getpid())],
+            [sys.executable, "-m", "jobs.pump", "--after", str(pid)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -395,4 +461,7 @@ class JobCancelled(Exception):
 
 
 def _raise_cancelled(signum, frame) -> None:
+    # The first SIGTERM cancels; a second (accelerate's torchrun forwards the same cancel to every
+    # rank) must not interrupt the job writing its outcome. The SIGKILL after the grace still ends it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise JobCancelled()

@@ -13,6 +13,7 @@ torch's own ``TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`` in the job process, which makes 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from store.errors import CoiError
@@ -22,6 +23,8 @@ MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Trainer state files that are pickles by design, read with torch.load(weights_only=True).
 TRAINER_STATE_PICKLES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "scaler.pt", "training_args.bin")
+# A multi-process run saves one RNG state per rank: rng_state_0.pth, rng_state_1.pth, ...
+RANK_RNG_STATE = re.compile(r"rng_state_\d+\.pth")
 _WHY = (
     "CoI Studio loads weights only as safetensors: a .bin/.pt file is a Python pickle that can run "
     "code when it is loaded. Re-save it with save_pretrained(..., safe_serialization=True) "
@@ -29,10 +32,16 @@ _WHY = (
 )
 
 
-def _pickles(directory: Path, skip: tuple[str, ...] = ()) -> list[str]:
+def _pickles(directory: Path, *, trainer_state_too: bool = True) -> list[str]:
     return sorted(
-        p.name for p in directory.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES and p.name not in skip
+        p.name
+        for p in directory.iterdir()
+        if p.suffix.lower() in PICKLE_SUFFIXES and (trainer_state_too or not _trainer_state(p.name))
     )
+
+
+def _trainer_state(name: str) -> bool:
+    return name in TRAINER_STATE_PICKLES or bool(RANK_RNG_STATE.fullmatch(name))
 
 
 def _no_safetensors(message: str, directory: Path) -> CoiError:
@@ -77,7 +86,7 @@ def require_safe_checkpoint(path: str | Path) -> None:
         CoiError: the checkpoint's weights are pickles.
     """
     directory = Path(path)
-    weights = _pickles(directory, skip=TRAINER_STATE_PICKLES)
+    weights = _pickles(directory, trainer_state_too=False)
     if weights:
         raise CoiError(f"Checkpoint {directory} holds pickled weights ({', '.join(weights)})", _WHY)
     if not (directory / ADAPTER_WEIGHTS).is_file():

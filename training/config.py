@@ -47,7 +47,7 @@ class TrainConfig:
     epochs: float = option(3.0, "Passes over the training data (ignored when max_steps > 0).")
     batch_size: int = option(4, "Chains per device per step.")
     grad_accum: int = option(
-        1, "Gradient accumulation steps (effective batch = batch_size x grad_accum x GPUs)."
+        1, "Gradient accumulation steps (effective batch = batch_size x grad_accum x processes)."
     )
     max_seq_len: int = option(512, "Longest tokenized example; longer ones are cut in the prompt first.")
     warmup_ratio: float = option(0.03, "Fraction of the steps spent warming the learning rate up.")
@@ -59,6 +59,11 @@ class TrainConfig:
     )
     gradient_checkpointing: bool = option(False, "Trade compute for memory (for long sequences on a GPU).")
     num_gpus: int = option(0, "GPUs to use: 0 trains on the CPU; more than 1 launches through accelerate.")
+    num_processes: int = option(
+        0,
+        "Training processes (DDP ranks), 2 or more launch through accelerate (0: one per GPU, or one on "
+        "the CPU). On the CPU they share its cores and sync gradients over gloo; on GPUs it must equal num_gpus.",
+    )
     output_dir: str = option(
         "", "Where checkpoints and the adapter go (empty: runs/job-<id> beside the database)."
     )
@@ -68,6 +73,11 @@ class TrainConfig:
         0.1,
         "Fraction of the training chains held out for the eval loss, so NOT trained on (0: none, as the paper).",
     )
+
+    @property
+    def processes(self) -> int:
+        """How many training processes run: ``num_processes``, else one per GPU, else one."""
+        return self.num_processes or max(self.num_gpus, 1)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples become lists)."""
@@ -98,6 +108,12 @@ class TrainConfig:
             (self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}"),
             (self.weight_decay >= 0, "weight_decay", "must be 0 or more"),
             (self.num_gpus >= 0, "num_gpus", "must be 0 (CPU) or more"),
+            (
+                self.num_processes == 0 or self.num_processes == self.num_gpus or self.num_gpus == 0,
+                "num_processes",
+                "must be 0 or num_gpus on GPUs (one process per GPU)",
+            ),
+            (self.num_processes >= 0, "num_processes", "must be 0 (automatic) or more"),
             (self.max_steps > 0 or self.epochs > 0, "epochs", "must be positive when max_steps is off"),
             (bool(self.train_lengths), "train_lengths", "needs at least one chain length"),
             (bool(self.target_modules), "target_modules", "needs at least one module name"),

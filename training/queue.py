@@ -8,6 +8,7 @@ The queue itself, process handling and re-attaching live in ``jobs``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -62,19 +63,22 @@ def confine_paths(cfg: TrainConfig, job_id: int = 0) -> Path:
     return confine_data_path(resolve_output_dir(cfg, job_id), what="output directory")
 
 
-def accelerate_launcher(num_gpus: int) -> list[str] | None:
-    """The ``accelerate launch`` prefix for multi-GPU runs (None: plain python)."""
-    if num_gpus <= 1:
+def accelerate_launcher(num_processes: int, *, cpu_threads: int | None = None) -> list[str] | None:
+    """The ``accelerate launch`` prefix of a multi-process (DDP) run; None: plain python.
+
+    ``--multi_gpu`` is accelerate's data-parallel launcher (torchrun) on CPUs too: without it a CPU
+    run gets one process whatever ``--num_processes`` says. Port 0 picks a free rendezvous port, so
+    two runs (or a test beside a run) never collide on 29500. ``cpu_threads`` splits a CPU's cores.
+    """
+    if num_processes <= 1:
         return None
-    return [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        str(num_gpus),
-        "--num_machines",
-        "1",
-    ]
+    prefix = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes)]
+    prefix += ["--num_machines", "1", "--multi_gpu", "--main_process_port", "0"]
+    # Trainer sets its own precision and no compile; saying so silences accelerate's guesses.
+    prefix += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    if cpu_threads:
+        prefix += ["--num_cpu_threads_per_process", str(cpu_threads)]
+    return prefix
 
 
 def launch_spec(cfg: TrainConfig) -> tuple[list[str] | None, dict[str, str]]:
@@ -84,7 +88,8 @@ def launch_spec(cfg: TrainConfig) -> tuple[list[str] | None, dict[str, str]]:
         gpu_env["CUDA_VISIBLE_DEVICES"] = ""
     elif "CUDA_VISIBLE_DEVICES" not in env.environ():  # else the Trainer would DataParallel over every GPU
         gpu_env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(cfg.num_gpus)))
-    return accelerate_launcher(cfg.num_gpus), gpu_env
+    threads = max(1, (os.cpu_count() or 1) // cfg.processes) if cfg.num_gpus == 0 else None
+    return accelerate_launcher(cfg.processes, cpu_threads=threads), gpu_env
 
 
 def refresh_running(db: sqlite_utils.Database) -> list[Job]:

@@ -6,9 +6,10 @@ output directory) -> adapter + ``coi_meta.json``. A callback writes loss, learni
 norm, tokens/s and eval loss to ``metrics`` with a heartbeat at every logging step. Under
 ``accelerate launch`` every rank trains; only rank 0 touches the database.
 
-Speed: the loss only counts response tokens, so on one process the LM head (the largest matmul
+Speed: the loss only counts response tokens, so the LM head (the largest matmul
 of small models with big vocabularies, e.g. Gemma's 262k) runs only on the positions that
-predict a response token, instead of on every position of the padded batch.
+predict a response token, instead of on every position of the padded batch. Under DDP too: that
+loss is a mode of the model's forward, so it runs through DDP's (``training.trainer``).
 """
 
 from __future__ import annotations
@@ -207,6 +208,21 @@ def resume_checkpoint(out_dir: Path) -> str | None:
     return ckpt
 
 
+def rank_report(trainer, model) -> dict:
+    """What this rank ran, logged by every rank: the world size, the module the loss went through
+    ("DistributedDataParallel" under accelerate launch) and a checksum of the trained weights, equal on
+    every rank when DDP synchronised the gradients."""
+    world = trainer.args.world_size
+    forwards = dict(trainer.loss_forwards)
+    checksum = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
+    log(
+        f"rank {rank()} of {world}: trained to step {trainer.state.global_step}; response-only loss "
+        f"through {', '.join(f'{k} x{v}' for k, v in forwards.items()) or 'nothing'}; "
+        f"trained weights checksum {checksum:.12e}"
+    )
+    return {"world_size": world, "loss_forwards": forwards, "weights_checksum": checksum}
+
+
 def save_adapter(model, tokenizer, out_dir: Path, meta: dict) -> Path:
     adapter_dir = out_dir / ADAPTER_SUBDIR
     model.save_pretrained(adapter_dir, safe_serialization=True)  # safetensors: no pickle to load later
@@ -296,6 +312,7 @@ def train(job_id: int, *, write: bool = True, after_step: Callable[[], None] = l
         "tokens_per_s": round(trainer.real_tokens / max(train_s, 1e-9), 1),
         "train_tokens": trainer.real_tokens,  # prompt + response tokens, no padding, this launch
     }
+    result.update(rank_report(trainer, model))
     if trainer.is_world_process_zero():
         # A full fine-tune saves the whole model where an adapter would go: eval loads either from there.
         result["adapter_dir"] = str(save_adapter(model, tokenizer, out_dir, meta))

@@ -54,20 +54,63 @@ def response_only_loss(model, inputs: dict):
     return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
 
 
+RESPONSE_ONLY = "coi_response_only"  # the keyword that routes a forward call to response_only_loss
+
+
+def route_response_only(model) -> None:
+    """Make ``model(**inputs, coi_response_only=True)`` return :func:`response_only_loss`.
+
+    Under DDP the loss must come out of the wrapped module's forward: DDP's forward prepares the
+    gradient all-reduce of the backward, so calling ``model.module`` (or its decoder) directly would
+    train every rank alone (pytorch/pytorch#20282). So the response-only loss becomes a mode of the
+    forward itself, on the instance the Trainer hands to accelerate, the way accelerate installs its
+    autocast wrapper; DDP (and that autocast) then wrap it like any forward. Any other call goes to
+    the model's own forward unchanged, so generation and saving see the plain model.
+    """
+    import types
+
+    if getattr(model, "_coi_plain_forward", None) is not None:
+        return
+    plain = model.forward
+
+    def forward(self, *args, coi_response_only: bool = False, **kwargs):
+        if coi_response_only:
+            return response_only_loss(self, kwargs)
+        return plain(*args, **kwargs)
+
+    model._coi_plain_forward = plain
+    model.forward = types.MethodType(forward, model)
+
+
 def make_trainer_class():
-    """A Trainer that counts real tokens and uses the response-only loss on one process."""
+    """A Trainer that counts real tokens and uses the response-only loss, on one process or under DDP."""
+    from collections import Counter
+
     from transformers import Trainer
 
     class CoiTrainer(Trainer):
         real_tokens = 0
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            route_response_only(self.model)  # before train() wraps it (accelerate, then DDP)
+            # Training forwards by the class of the module they went through ("DistributedDataParallel"
+            # under accelerate launch): what the run reports and the 2-process test checks.
+            self.loss_forwards: Counter[str] = Counter()
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training:
                 self.real_tokens += int(inputs["attention_mask"].sum())
-            if self.args.world_size > 1:  # DDP must see the wrapped forward; use the model's own loss
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss_sum, count = response_only_loss(model, inputs)
-            loss = loss_sum / (num_items_in_batch if num_items_in_batch is not None else max(count, 1))
+                self.loss_forwards[type(model).__name__] += 1
+            loss_sum, count = model(**inputs, **{RESPONSE_ONLY: True})
+            if num_items_in_batch is None:
+                loss = loss_sum / max(count, 1)
+            else:
+                loss = loss_sum / num_items_in_batch
+                if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                    # num_items_in_batch counts every rank's tokens and DDP averages the gradients over
+                    # the ranks: scale back to the global token mean, as Trainer.compute_loss does.
+                    loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return CoiTrainer

@@ -92,6 +92,13 @@ def test_a_checkpoint_with_safetensors_and_trainer_states_is_accepted(tmp_path):
     for name in ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
         (ckpt / name).write_bytes(b"x")
     require_safe_checkpoint(ckpt)
+    for name in ("rng_state_0.pth", "rng_state_1.pth"):  # one per rank of a multi-process run
+        (ckpt / name).write_bytes(b"x")
+    require_safe_checkpoint(ckpt)
+    (ckpt / "rng_state_0.pth.bin").write_bytes(b"x")  # only the Trainer's own names pass
+    with pytest.raises(CoiError, match="pickled weights"):
+        require_safe_checkpoint(ckpt)
+    (ckpt / "rng_state_0.pth.bin").unlink()
     (ckpt / "adapter_model.safetensors").unlink()
     with pytest.raises(CoiError, match="no safetensors weights"):
         require_safe_checkpoint(ckpt)

@@ -40,12 +40,27 @@ def test_saved_config_round_trips_through_json_types():
 
 
 @pytest.mark.parametrize(
-    "change", [{"lora_r": 0}, {"precision": "fp8"}, {"eval_fraction": 1.5}, {"batch_size": "many"}]
+    "change",
+    [
+        {"lora_r": 0},
+        {"precision": "fp8"},
+        {"eval_fraction": 1.5},
+        {"batch_size": "many"},
+        {"num_processes": -1},
+        {"num_gpus": 2, "num_processes": 3},
+    ],
 )
 def test_bad_values_raise_a_coi_error_naming_the_field(change):
     with pytest.raises(CoiError) as err:
         tc.TrainConfig().replace(**change)
-    assert next(iter(change)) in err.value.message
+    assert list(change)[-1] in err.value.message
+
+
+def test_processes_are_num_processes_else_one_per_gpu_else_one():
+    assert tc.TrainConfig().processes == 1
+    assert tc.TrainConfig(num_processes=2).processes == 2  # on the CPU
+    assert tc.TrainConfig(num_gpus=4).processes == 4
+    assert tc.TrainConfig(num_gpus=4, num_processes=4).processes == 4
 
 
 def test_unknown_preset_is_a_coi_error():
@@ -149,3 +164,30 @@ def test_response_only_loss_equals_the_models_own_loss(tiny_model_dir, tokenizer
         total, count = response_only_loss(model, batch)
     assert count == sum(sum(t != IGNORE for t in f["labels"][1:]) for f in feats)
     assert torch.allclose(total / count, expected, atol=1e-5)
+
+
+def test_the_trainer_loss_runs_through_the_forward_and_equals_the_models_own_loss(
+    tiny_model_dir, tokenizer, tmp_path
+):
+    """The loss the Trainer backpropagates is a mode of the model's forward (what DDP wraps), and it is
+    the model's own shifted cross-entropy; the plain forward is untouched."""
+    import torch
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from training.trainer import make_trainer_class
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    feats = [encode_record(RECORD, tokenizer, 512), encode_record({**RECORD, "input": "x"}, tokenizer, 512)]
+    batch = PadCollator(tokenizer.pad_token_id)(feats)
+    with torch.no_grad():
+        expected = model(**batch).loss
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = make_trainer_class()(model=model, args=args)
+    count = sum(sum(t != IGNORE for t in f["labels"][1:]) for f in feats)
+    model.train()  # the tiny model has no dropout: train mode changes nothing but the counting
+    with torch.no_grad():
+        assert torch.allclose(trainer.compute_loss(model, batch), expected, atol=1e-5)
+        summed = trainer.compute_loss(model, batch, num_items_in_batch=torch.tensor(count))
+        assert torch.allclose(summed, expected, atol=1e-5)
+        assert torch.allclose(model(**batch).loss, expected)  # no flag: the model's own forward
+    assert trainer.loss_forwards == {type(model).__name__: 2}

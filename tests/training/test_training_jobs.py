@@ -16,6 +16,7 @@ from tests.support.throttled import throttled
 from tests.support.training import make_version, tiny_config, wait_for
 from training import queue
 from training.cli import build_config
+from training.config import TrainConfig
 
 
 @pytest.fixture
@@ -153,6 +154,14 @@ def test_multi_gpu_runs_launch_through_accelerate():
     assert queue.accelerate_launcher(0) is None and queue.accelerate_launcher(1) is None
     prefix = queue.accelerate_launcher(4)
     assert prefix[1:3] == ["-m", "accelerate.commands.launch"] and prefix[3:5] == ["--num_processes", "4"]
+    # --multi_gpu is torchrun's data-parallel launcher, CPUs included (without it a CPU gets 1 process).
+    assert "--multi_gpu" in prefix and prefix[prefix.index("--main_process_port") + 1] == "0"
+    launcher, env = queue.launch_spec(TrainConfig(num_processes=2))  # two CPU processes share the cores
+    assert launcher[3:5] == ["--num_processes", "2"] and env == {"CUDA_VISIBLE_DEVICES": ""}
+    threads = launcher[launcher.index("--num_cpu_threads_per_process") + 1]
+    assert int(threads) == max(1, (os.cpu_count() or 1) // 2)
+    assert queue.launch_spec(TrainConfig())[0] is None
+    assert queue.launch_spec(TrainConfig(num_gpus=2))[0][3:5] == ["--num_processes", "2"]
     # The prefix is a working accelerate CLI (launch() appends `-m training.run --job ID`).
     out = subprocess.run([*prefix, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "Accelerate launch command" in out.stdout
