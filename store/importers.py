@@ -528,11 +528,22 @@ def preview_rows(
     return [{header[f]: _text(rec.get(c))[:width] for f, c in resolved.items()} for _, rec in loaded.records]
 
 
-def preview(path: str | Path, fmt: str = "auto", max_bytes: int | None = None, rows: int = 20) -> Loaded:
+def preview(
+    path: str | Path,
+    fmt: str = "auto",
+    max_bytes: int | None = None,
+    rows: int = 20,
+    on_progress: Progress | None = None,
+) -> Loaded:
     """The Data page's preview: the chosen format, the first ``rows`` records and the columns.
 
-    It reads and checks the whole file (in bounded memory), so a bad record shows before the import.
+    It reads and checks the whole file (in bounded memory), so a bad record shows before the import;
+    ``on_progress(bytes read, file size)`` follows that read.
     """
+    path = Path(path)
     limit = env.import_max_bytes() if max_bytes is None else max_bytes
-    scan = scan_file(Path(path), fmt, limit, keep=rows)
+    progress = _Progress(on_progress)
+    progress.total = path.stat().st_size if on_progress and path.is_file() else 0
+    scan = scan_file(path, fmt, limit, keep=rows, on_bytes=progress.at)
+    progress.at(progress.total)
     return Loaded(scan.format, scan.head, scan.columns)

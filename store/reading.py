@@ -140,7 +140,7 @@ def _lines(f: BinaryIO, size: int) -> Iterator[tuple[bytes, int]]:
 
 
 def iter_jsonl(
-    path: Path, *, check: bool = True, on_bytes: OnBytes | None = None, chunk_size: int = CHUNK_SIZE
+    path: Path, *, check: bool = True, on_bytes: OnBytes | None = None, chunk_size: int | None = None
 ) -> Iterator[Record]:
     """One JSON object per line, as read; blank lines are skipped. Errors name the line (and byte).
 
@@ -148,7 +148,7 @@ def iter_jsonl(
     """
     name, start = path.name, 0
     with path.open("rb") as f:
-        for number, (raw, end) in enumerate(_lines(f, chunk_size), 1):
+        for number, (raw, end) in enumerate(_lines(f, chunk_size or CHUNK_SIZE), 1):
             skip = len(BOM) if number == 1 and raw.startswith(BOM) else 0
             try:
                 # Split on b"\n" only, not splitlines(): U+2028 may sit unescaped inside a JSON string.
@@ -216,9 +216,12 @@ class _Window:
         self.pending = data[used:]
         self._drop_consumed()
         self.text += text
-        if self.on_bytes:
-            self.on_bytes(self.raw_done)
         return bool(text) or not self.eof
+
+    def tell(self) -> None:
+        """Pass on about how many bytes are consumed (the unread text counted as one byte a character)."""
+        if self.on_bytes:
+            self.on_bytes(max(0, self.raw_done - len(self.pending) - (len(self.text) - self.pos)))
 
     def _drop_consumed(self) -> None:
         gone = self.text[: self.pos]
@@ -279,11 +282,11 @@ class _Window:
 
 
 def iter_json_array(
-    path: Path, *, check: bool = True, on_bytes: OnBytes | None = None, chunk_size: int = CHUNK_SIZE
+    path: Path, *, check: bool = True, on_bytes: OnBytes | None = None, chunk_size: int | None = None
 ) -> Iterator[Record]:
     """The objects of a JSON array, one at a time. Errors name the line and column, or the record."""
     with path.open("rb") as f:
-        w = _Window(f, path.name, chunk_size, on_bytes)
+        w = _Window(f, path.name, chunk_size or CHUNK_SIZE, on_bytes)
         first = w.peek()
         if not first:
             raise CoiError(f"{path.name} is empty", "Choose a file with at least one record.")
@@ -301,6 +304,7 @@ def iter_json_array(
             if not w.peek():
                 raise w.error("Expecting value", w.pos)
             value = w.value(where)
+            w.tell()
             yield where, as_object(value, where, path.name) if check else value
             after = w.peek()
             if after == "]":
@@ -318,10 +322,10 @@ def _count(start: int) -> Iterator[int]:
         start += 1
 
 
-def first_character(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
+def first_character(path: Path, chunk_size: int | None = None) -> str:
     """The file's first character that is not whitespace ("" if none), read from its start only."""
     with path.open("rb") as f:
-        w = _Window(f, path.name, chunk_size, None)
+        w = _Window(f, path.name, chunk_size or CHUNK_SIZE, None)
         while True:
             rest = w.text[w.pos :].lstrip()
             if rest:
