@@ -183,20 +183,28 @@ def get_chain(db: sqlite_utils.Database, chain_id: int) -> Chain | None:
     return _row_to_chain(row, [_row_to_step(s) for s in steps])
 
 
+# Ids per query: SQLite caps the variables of one statement (250,000 in this build, 32,766 in others).
+ID_CHUNK = 10_000
+
+
 def get_chains(db: sqlite_utils.Database, chain_ids: list[int]) -> list[Chain]:
-    """Chains with their steps, in the order of ``chain_ids`` (two queries, whatever the count)."""
-    if not chain_ids:
-        return []
-    marks = ",".join("?" * len(chain_ids))
-    rows = db.execute(f"SELECT {_CHAIN_COLS} FROM chains WHERE id IN ({marks})", chain_ids).fetchall()
+    """Chains with their steps, in the order of ``chain_ids`` (two queries per ``ID_CHUNK`` ids)."""
+    by_id: dict[int, Chain] = {}
+    for start in range(0, len(chain_ids), ID_CHUNK):
+        by_id.update(_chains_by_id(db, chain_ids[start : start + ID_CHUNK]))
+    return [by_id[i] for i in chain_ids if i in by_id]
+
+
+def _chains_by_id(db: sqlite_utils.Database, ids: list[int]) -> dict[int, Chain]:
+    marks = ",".join("?" * len(ids))
+    rows = db.execute(f"SELECT {_CHAIN_COLS} FROM chains WHERE id IN ({marks})", ids).fetchall()
     steps: dict[int, list[Step]] = {}
     for r in db.execute(
         f"SELECT chain_id, {_STEP_COLS} FROM steps WHERE chain_id IN ({marks}) ORDER BY chain_id, position",
-        chain_ids,
+        ids,
     ):
         steps.setdefault(r[0], []).append(_row_to_step(r[1:]))
-    by_id = {r[0]: _row_to_chain(r, steps.get(r[0], [])) for r in rows}
-    return [by_id[i] for i in chain_ids if i in by_id]
+    return {r[0]: _row_to_chain(r, steps.get(r[0], [])) for r in rows}
 
 
 def chain_ids(

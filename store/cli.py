@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 
 from store.chains import count_chains
 from store.db import default_db_path, open_db
@@ -37,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--map", action="append", metavar="FIELD=COLUMN", help="field mapping, e.g. output=response"
     )
-    p.add_argument("--max-mb", type=float, default=200, help="refuse files larger than this many MiB")
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        default=None,
+        help="refuse files larger than this many MiB (a safety stop; default $COI_IMPORT_MAX_MB, else 4096)",
+    )
     p.add_argument("--source", default=None, help="name the source of what is imported (default import:FILE)")
     p.set_defaults(func=cmd_import)
 
@@ -217,16 +224,42 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    limit = {} if args.max_mb is None else {"max_bytes": int(args.max_mb * 1024 * 1024)}
     options = ImportOptions(
         format=args.format,
         mapping=FieldMapping.from_pairs(args.map),
         status=args.status,
-        max_bytes=int(args.max_mb * 1024 * 1024),
         source=args.source,
+        **limit,
     )
-    with open_db(args.db) as db:
-        print(import_file(db, args.path, options).summary())
+    with open_db(args.db) as db, _ProgressBar(f"importing {args.path}") as show:
+        report = import_file(db, args.path, options, on_progress=show)
+    print(report.summary())
     return 0
+
+
+class _ProgressBar:
+    """A progress bar on stderr while an import runs, only when stderr is a terminal (logs and
+    tests stay clean); a context manager that yields the ``on_progress`` callback (or None)."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar = label, None
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        return self.update if sys.stderr.isatty() else None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm  # lazy: only a terminal needs it
+
+            self.bar = tqdm(
+                total=total, unit="B", unit_scale=True, desc=self.label, file=sys.stderr, leave=False
+            )
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -26,6 +26,8 @@ LLM_VARS = {
 DEVICE_SLOTS = "COI_DEVICE_SLOTS"  # local-model jobs at once (default 1: one GPU)
 REMOTE_SLOTS = "COI_MAX_REMOTE_JOBS"  # remote-endpoint jobs at once (default 4)
 LOG_DIR = "COI_LOG_DIR"
+IMPORT_MAX_MB = "COI_IMPORT_MAX_MB"  # the import size limit in MiB, a safety stop (default 4096: 4 GiB)
+DEFAULT_IMPORT_MAX_MB = 4096.0
 
 
 def environ() -> Mapping[str, str]:
@@ -62,3 +64,15 @@ def device_slots() -> int:
 
 def remote_slots() -> int:
     return _positive_int(REMOTE_SLOTS, 4)
+
+
+def import_max_bytes() -> int:
+    """The largest file an import reads, in bytes: ``$COI_IMPORT_MAX_MB`` MiB, else 4 GiB.
+
+    Imports stream in bounded memory, so this is only a safety stop against a wrong file.
+    """
+    try:
+        mb = float(get(IMPORT_MAX_MB, str(DEFAULT_IMPORT_MAX_MB)))
+    except ValueError:
+        mb = DEFAULT_IMPORT_MAX_MB
+    return int((mb if mb > 0 else DEFAULT_IMPORT_MAX_MB) * 1024 * 1024)

@@ -1,33 +1,49 @@
 """Import single-instruction tasks (JSONL, JSON array, CSV, local HF dataset) and the paper's CoI chains.
 
-Every import reads and checks the whole file first and writes in one transaction, so bad input
-raises a ``CoiError`` and leaves the database exactly as it was.
+An import reads the file twice, in bounded memory for JSON and JSONL (store.reading streams them):
+a check pass parses and checks every record and decides the format, writing nothing; then a write
+pass builds and inserts records in batches, all in one transaction. So bad input raises a
+``CoiError`` naming the line, row or record, and leaves the database exactly as it was.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from store import env
 from store.chains import composition_key_for_instructions, insert_chain, upsert_composition
-from store.coi_format import MARKER_RE, parse_record
+from store.coi_format import parse_record
 from store.errors import CoiError
 from store.hashing import content_hash
 from store.models import Chain, Step, Task
+from store.reading import (  # noqa: F401  (re-exported: the importer's readers and checks)
+    MAX_DEPTH,
+    MIB,
+    PAPER_KEYS,
+    CoiDetector,
+    OnBytes,
+    Record,
+    check_size,
+    detect_format,
+    iter_json_array,
+    iter_jsonl,
+    looks_like_coi,
+    parse_csv,
+    read_hf,
+    read_text,
+)
 from store.tasks import insert_tasks
 
-MIB = 1024 * 1024  # sizes are counted and shown in MiB (2**20 bytes), as the --max-mb flag counts them
 FORMATS = ("auto", "jsonl", "json", "csv", "hf", "coi")
 IMPORT_STATUSES = ("proposed", "accepted", "needs_review")
-PAPER_KEYS = ["instruction", "input", "output"]
 # Column names tried, in order, when the mapping leaves a field unset.
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "instruction": ("instruction", "prompt", "question", "query", "instructions"),
@@ -37,8 +53,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "name": ("name", "task_name", "task", "id"),
 }
 REQUIRED = ("instruction", "output")
-# Deeper JSON than this is refused: Python's json and our hashing recurse, and no task needs it.
-MAX_DEPTH = 100
+BATCH = 2000  # records built and written at a time, inside the import's one transaction
+Progress = Callable[[int, int], None]  # (bytes of work done, bytes of work in all)
 
 
 @dataclass(frozen=True)
@@ -84,7 +100,10 @@ class ImportOptions:
     mapping: FieldMapping = field(default_factory=FieldMapping)
     status: str = field(default="proposed", metadata={"help": "status of imported chains"})
     source: str | None = field(default=None, metadata={"help": "source label; default import:<file name>"})
-    max_bytes: int = field(default=200 * 1024 * 1024, metadata={"help": "refuse larger files"})
+    max_bytes: int = field(
+        default_factory=env.import_max_bytes,
+        metadata={"help": "refuse larger files (a safety stop; default $COI_IMPORT_MAX_MB MiB, else 4 GiB)"},
+    )
 
 
 @dataclass
@@ -138,234 +157,75 @@ def _reasons(counter: Counter) -> str:
 
 @dataclass
 class Loaded:
-    """Records read from a file, each with where it came from (for error messages)."""
+    """What the preview shows: the chosen format, the first records (each with where it came from) and the columns."""
 
     format: str
-    records: list[tuple[str, dict]]
+    records: list[Record]
     columns: list[str]
 
 
-# ---------------------------------------------------------------- reading
+@dataclass
+class Scan:
+    """What the check pass found. Nothing is written, and no record is kept but the first few."""
+
+    format: str  # the chosen format: coi, jsonl, json, csv or hf
+    total: int
+    columns: list[str]
+    head: list[Record]
+    size: int
+    streamed: bool  # True: the write pass reads the file again; False: the records are in memory
+    reread: Callable[[OnBytes | None], Iterable[Record]]
+    stamp: tuple[int, int]  # (size, mtime) of a streamed file, to notice a change between the passes
 
 
-def check_size(path: Path, max_bytes: int) -> int:
-    """The size of a file or dataset folder; CoiError if it is missing, empty or too large."""
-    if not path.exists():
-        raise CoiError(f"{path} does not exist", "Check the path.")
-    size = (
-        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        if path.is_dir()
-        else path.stat().st_size
-    )
-    if size == 0:
-        raise CoiError(f"{path.name} is empty", "Choose a file with at least one record.")
-    if size > max_bytes:
-        raise CoiError(
-            f"{path.name} is {size / MIB:.1f} MiB, over the {max_bytes / MIB:.3g} MiB limit",
-            "Split the file, or raise the limit (ImportOptions.max_bytes).",
-        )
-    return size
+# ---------------------------------------------------------------- the check pass
 
 
-def read_text(path: Path) -> str:
-    """The file as UTF-8 text (a BOM is dropped); CoiError naming the byte offset and line if not UTF-8."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise CoiError(
-            f"{path.name} is not UTF-8 text: byte {exc.start} (line {line}) is {data[exc.start : exc.start + 1]!r}",
-            "Save the file as UTF-8 and import it again.",
-        ) from exc
-    if not text.strip():
-        raise CoiError(f"{path.name} is empty", "Choose a file with at least one record.")
-    return text
+def _reader(path: Path, base: str) -> tuple[bool, Callable[..., Iterable[Record]]]:
+    """(streamed, a function yielding the records on each call): JSON and JSONL are read again on
+    each call, in bounded memory; CSV and HF datasets are read once, into memory."""
+    if not path.is_dir() and base == "jsonl":
+        return True, lambda check, on_bytes: iter_jsonl(path, check=check, on_bytes=on_bytes)
+    if not path.is_dir() and base == "json":
+        return True, lambda check, on_bytes: iter_json_array(path, check=check, on_bytes=on_bytes)
+    records = read_hf(path) if path.is_dir() or base == "hf" else parse_csv(read_text(path), path.name)
+    return False, lambda check, on_bytes: records
 
 
-def parse_jsonl(text: str, name: str) -> list[tuple[str, dict]]:
-    """One JSON object per line; blank lines are skipped. Errors name the line."""
-    out = []
-    # split("\n"), not splitlines(): U+2028 may sit unescaped inside a JSON string.
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CoiError(
-                f"{name}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})",
-                "Fix or remove that line; each line must be one JSON object.",
-            ) from exc
-        except (RecursionError, ValueError) as exc:  # nesting past Python's stack, or a 5000-digit number
-            raise _unreadable_json(name, f"line {number}", exc) from exc
-        out.append((f"line {number}", _as_object(value, f"line {number}", name)))
-    return out
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
-def _unreadable_json(name: str, where: str, exc: BaseException) -> CoiError:
-    what = "is nested too deeply" if isinstance(exc, RecursionError) else f"cannot be read ({exc})"
-    return CoiError(f"{name}: the JSON at {where} {what}", "Fix that record; import plain objects of text.")
+def scan_file(
+    path: Path, fmt: str, max_bytes: int, *, keep: int = 20, on_bytes: OnBytes | None = None
+) -> Scan:
+    """Read and check every record once; keep the count, the columns, the CoI verdict and the first
+    ``keep`` records. ``fmt`` may be "auto". Nothing is written.
 
-
-def parse_json_array(text: str, name: str) -> list[tuple[str, dict]]:
-    """A JSON array of objects. Errors name the line and column, or the record."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CoiError(
-            f"{name}: not valid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})",
-            "A .json file must hold one JSON array of objects; use .jsonl for one object per line.",
-        ) from exc
-    except (RecursionError, ValueError) as exc:
-        raise _unreadable_json(name, "the top level", exc) from exc
-    if not isinstance(value, list):
-        raise CoiError(f"{name}: expected a JSON array of objects, got {type(value).__name__}", "")
-    return [(f"record {i}", _as_object(v, f"record {i}", name)) for i, v in enumerate(value, 1)]
-
-
-def _as_object(value: Any, where: str, name: str) -> dict:
-    """The record, checked: a JSON object, not too deep, and text SQLite can store (no lone surrogates)."""
-    if not isinstance(value, dict):
-        raise CoiError(f"{name}: {where} is a {type(value).__name__}, not a JSON object", "")
-    if _depth(value) > MAX_DEPTH:
-        raise CoiError(
-            f"{name}: {where} is nested more than {MAX_DEPTH} levels deep", "Import plain objects of text."
-        )
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
-        raise CoiError(
-            f"{name}: {where} holds a lone surrogate ({bad}), which is not valid Unicode text",
-            "A JSON escape such as \\ud800 must be part of a surrogate pair; fix that text.",
-        ) from exc
-    return value
-
-
-def _depth(value: Any) -> int:
-    """How deeply lists and objects nest (iterative, so it cannot overflow the stack itself)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def parse_csv(text: str, name: str) -> list[tuple[str, dict]]:
-    """CSV (TSV for .tsv) with a header row. Rows with too few or too many fields are errors naming the row."""
-    delimiter = "\t" if name.lower().endswith(".tsv") else ","
-    # A field may be as long as the file (the size limit was checked); csv's default stops at 128 KiB.
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = reader.fieldnames or []
-    out = []
-    try:
-        for row in reader:
-            where = f"row {reader.line_num}"
-            if None in row or any(v is None for v in row.values()):
-                raise CoiError(
-                    f"{name}: {where} has {len(_row_values(row))} fields but the header has {len(header)}",
-                    "Quote fields that contain commas or newlines.",
-                )
-            out.append((where, dict(row)))
-    except csv.Error as exc:
-        raise CoiError(f"{name}: CSV error at row {reader.line_num}: {exc}", "Check the quoting.") from exc
-    return out
-
-
-def _row_values(row: dict) -> list:
-    extra = row.get(None) or []
-    return [v for k, v in row.items() if k is not None and v is not None] + list(extra)
-
-
-def read_hf(path: Path) -> list[tuple[str, dict]]:
-    """Rows of a dataset saved with ``save_to_disk`` (a Dataset or every split of a DatasetDict)."""
-    import datasets  # lazy: importing datasets costs about a second
-
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise CoiError(
-            f"{path.name} is not a dataset saved with save_to_disk: {exc}",
-            "Point at the folder that holds dataset_info.json or dataset_dict.json.",
-        ) from exc
-    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [("", loaded)]
-    out = []
-    for split, ds in splits:
-        label = f"split {split} row" if split else "row"
-        out.extend((f"{label} {i}", dict(row)) for i, row in enumerate(ds, 1))
-    return out
-
-
-def detect_format(path: Path, text: str | None) -> str:
-    """Guess the format from the folder/extension and the first character."""
-    if path.is_dir():
-        return "hf"
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    if suffix == ".jsonl":
-        return "jsonl"
-    first = (text or "").lstrip()[:1]
-    if first == "[":
-        return "json"
-    if first == "{":
-        return "jsonl"
-    raise CoiError(f"Cannot tell the format of {path.name}", "Pass --format jsonl|json|csv|hf|coi.")
-
-
-def looks_like_coi(records: list[tuple[str, dict]], base: str = "json") -> bool:
-    """Whether a file is the paper's CoI format (every released shape, not only marked chains).
-
-    Records need a text ``instruction`` and ``output``. Then any one of: a record carries step
-    markers (mixed files of lengths 1..n, where marker-less records are CoI1), a record carries
-    ``eng_output`` (the downstream sets), or the file is a JSON array whose records have exactly
-    the paper's keys (the release shape of length-1 and BBH files). Pass ``--format json`` to read
-    such an array as plain tasks instead.
+    Every record is read because a file is CoI when *any* record carries step markers or
+    ``eng_output``: the last record can decide. A bad record anywhere stops the import here,
+    in seconds, before any write.
     """
-    recs = [r for _, r in records]
-    if not recs or not all(isinstance(r.get("output"), str) and "instruction" in r for r in recs):
-        return False
-    if any(isinstance(r.get("eng_output"), str) for r in recs):
-        return True
-    if any((m := MARKER_RE.search(r["output"])) and m.group(1) == "1" for r in recs):
-        return True
-    return base == "json" and all(sorted(r) == sorted(PAPER_KEYS) for r in recs)
-
-
-def load_records(path: Path, fmt: str, max_bytes: int) -> Loaded:
-    """Read and parse a file into records; ``fmt`` may be "auto". Nothing is written."""
     if fmt not in FORMATS:
         raise CoiError(f"Unknown format {fmt!r}", f"Use one of {', '.join(FORMATS)}.")
-    check_size(path, max_bytes)
-    text = None if path.is_dir() else read_text(path)
-    base = detect_format(path, text) if fmt in ("auto", "coi") else fmt
-    if base == "hf" or path.is_dir():
-        records = read_hf(path)
-    elif base == "csv":
-        records = parse_csv(text or "", path.name)
-    elif base == "jsonl":
-        records = parse_jsonl(text or "", path.name)
-    else:
-        records = parse_json_array(text or "", path.name)
-    if not records:
+    size = check_size(path, max_bytes)
+    base = detect_format(path) if fmt in ("auto", "coi") else fmt
+    streamed, read = _reader(path, base)
+    stamp = _stamp(path) if streamed else (0, 0)
+    detector, seen, head = CoiDetector(), {}, []
+    for where, rec in read(True, on_bytes):
+        if detector.seen < 1000:
+            seen.update(dict.fromkeys(rec))
+        if len(head) < keep:
+            head.append((where, rec))
+        detector.add(rec)
+    if not detector.seen:
+        if streamed and base == "jsonl":  # nothing but blank lines
+            raise CoiError(f"{path.name} is empty", "Choose a file with at least one record.")
         raise CoiError(f"{path.name} holds no records", "Choose a file with at least one record.")
-    chosen = fmt if fmt != "auto" else ("coi" if looks_like_coi(records, base) else base)
-    return Loaded(chosen, records, _columns(records))
-
-
-def _columns(records: list[tuple[str, dict]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for _, rec in records[:1000]:
-        seen.update(dict.fromkeys(rec))
-    return list(seen)
+    chosen = fmt if fmt != "auto" else ("coi" if detector.verdict(base) else base)
+    return Scan(chosen, detector.seen, list(seen), head, size, streamed, lambda on: read(False, on), stamp)
 
 
 # ---------------------------------------------------------------- tasks
@@ -394,10 +254,10 @@ def resolve_mapping(mapping: FieldMapping, columns: list[str]) -> dict[str, str 
 
 
 def build_tasks(
-    records: list[tuple[str, dict]], mapping: FieldMapping, source: str, report: ImportReport
+    records: Iterable[Record], resolved: dict[str, str | None], source: str, report: ImportReport
 ) -> list[Task]:
-    """Records -> tasks. Missing mapped fields are errors; empty instruction/output rows are rejected."""
-    resolved = resolve_mapping(mapping, _columns(records))
+    """Records -> tasks, by the ``resolve_mapping`` columns. Missing mapped fields are errors; rows
+    with an empty instruction or output are rejected."""
     tasks = []
     for where, rec in records:
         for name in REQUIRED:
@@ -457,24 +317,81 @@ def _paper_name(key: str, resolved: dict[str, str]) -> str:
     return back.get(key, key)
 
 
+class Repeats:
+    """How often each record has come earlier in this file (in memory; ``FileRepeats`` for big files)."""
+
+    def __init__(self) -> None:
+        self.seen: Counter = Counter()
+        self.repeats = 0
+
+    def occurrences(self, hashes: list[str]) -> list[int]:
+        """For each record hash, how many times it came before (0: first time), counting them in."""
+        out = []
+        for h in hashes:
+            out.append(self.seen[h])
+            self.seen[h] += 1
+        self.repeats += sum(1 for n in out if n)
+        return out
+
+
+class FileRepeats(Repeats):
+    """``Repeats`` kept in a temporary table, so a file of millions of records needs no memory for it.
+
+    Create it inside the import's transaction: a rollback takes the table away too.
+    """
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        super().__init__()
+        self.db = db
+        db.execute("DROP TABLE IF EXISTS temp.import_repeats")
+        db.execute(
+            "CREATE TEMP TABLE import_repeats (hash TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
+        )
+
+    def occurrences(self, hashes: list[str]) -> list[int]:
+        counts: dict[str, int] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = list(set(hashes[start : start + 500]))
+            marks = ",".join("?" * len(chunk))
+            counts.update(
+                self.db.execute(f"SELECT hash, n FROM temp.import_repeats WHERE hash IN ({marks})", chunk)
+            )
+        out = []
+        for h in hashes:
+            out.append(counts.get(h, 0))
+            counts[h] = out[-1] + 1
+        self.db.conn.executemany(
+            "INSERT INTO temp.import_repeats (hash, n) VALUES (?, ?) ON CONFLICT(hash) DO UPDATE SET n = excluded.n",
+            [(h, counts[h]) for h in dict.fromkeys(hashes)],
+        )
+        self.repeats += sum(1 for n in out if n)
+        return out
+
+    def close(self) -> None:
+        self.db.execute("DROP TABLE IF EXISTS temp.import_repeats")
+
+
 def build_chains(
-    records: list[tuple[str, dict]], mapping: FieldMapping, status: str, source: str, report: ImportReport
+    records: Iterable[Record],
+    mapping: FieldMapping,
+    status: str,
+    source: str,
+    report: ImportReport,
+    repeats: Repeats | None = None,
 ) -> list[tuple[Chain, str]]:
     """Records -> (chain, dedupe key). The key counts repeats, so identical records all import."""
     resolved = {k: getattr(mapping, k) or k for k in PAPER_KEYS}
-    seen: Counter = Counter()
+    repeats = repeats or Repeats()
+    checked = [(where, rec, _check_coi_record(where, rec, resolved)) for where, rec in records]
+    record_hashes = [content_hash(rec) for _, rec, _ in checked]
     out = []
-    for where, rec in records:
-        paper = _check_coi_record(where, rec, resolved)
-        record_hash = content_hash(rec)
-        key = content_hash(["coi", record_hash, seen[record_hash]])
-        seen[record_hash] += 1
+    for (_, rec, paper), record_hash, n in zip(checked, record_hashes, repeats.occurrences(record_hashes)):
         chain = build_chain(paper, rec, resolved, status, source)
         if chain.meta["issues"]:
             report.unclean += 1
             report.unclean_reasons.update(chain.meta["issues"])
-        out.append((chain, key))
-    report.repeats_in_file = sum(n - 1 for n in seen.values())
+        out.append((chain, content_hash(["coi", record_hash, n])))
+    report.repeats_in_file = repeats.repeats
     return out
 
 
@@ -493,10 +410,45 @@ def write_chains(db: sqlite_utils.Database, chains: list[tuple[Chain, str]], rep
 # ---------------------------------------------------------------- entry point
 
 
+def _batches(records: Iterable[Record], size: int = BATCH) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for item in records:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Progress:
+    """Passes (done, total) on to ``on_progress``, a few hundred times at most, never going back."""
+
+    def __init__(self, on_progress: Progress | None) -> None:
+        self.on_progress, self.total, self.last = on_progress, 0, -1
+
+    def at(self, done: int) -> None:
+        if self.on_progress is None or not self.total:
+            return
+        done = min(done, self.total)
+        if done >= self.total or done - self.last >= self.total / 200:
+            if done > self.last:
+                self.last = done
+                self.on_progress(done, self.total)
+
+
 def import_file(
-    db: sqlite_utils.Database, path: str | Path, options: ImportOptions | None = None
+    db: sqlite_utils.Database,
+    path: str | Path,
+    options: ImportOptions | None = None,
+    on_progress: Progress | None = None,
 ) -> ImportReport:
     """Import tasks, or chains for the paper's format, from ``path`` in one transaction.
+
+    Args:
+        on_progress: Called as ``on_progress(done, total)`` in bytes of work, rising to ``total``
+            at the end. A JSON or JSONL file is read twice (the check pass, then the write pass),
+            so ``total`` is twice its size; a CSV file or HF dataset counts its size once.
 
     Raises:
         CoiError: on any bad input; nothing is written then.
@@ -506,20 +458,59 @@ def import_file(
         raise CoiError(f"Bad status {options.status!r}", f"Use one of {', '.join(IMPORT_STATUSES)}.")
     start = time.perf_counter()
     path = Path(path)
-    loaded = load_records(path, options.format, options.max_bytes)
+    progress = _Progress(on_progress)
+    if on_progress is not None and path.is_file():
+        progress.total = 2 * path.stat().st_size
+    scan = scan_file(path, options.format, options.max_bytes, keep=0, on_bytes=progress.at)
+    progress.total = 2 * scan.size if scan.streamed else scan.size
+    offset = scan.size if scan.streamed else 0
+    records = scan.reread(lambda done: progress.at(offset + done))
     source = options.source or f"import:{path.name}"
-    kind = "chains" if loaded.format == "coi" else "tasks"
-    report = ImportReport(str(path), loaded.format, kind, total=len(loaded.records))
-    if kind == "chains":
-        chains = build_chains(loaded.records, options.mapping, options.status, source, report)
-        with db.atomic():
-            write_chains(db, chains, report)
-    else:
-        tasks = build_tasks(loaded.records, options.mapping, source, report)
-        counts = insert_tasks(db, tasks)
-        report.imported, report.duplicates = counts.added, counts.duplicates
+    kind = "chains" if scan.format == "coi" else "tasks"
+    report = ImportReport(str(path), scan.format, kind, total=scan.total)
+    with db.atomic():
+        if kind == "chains":
+            _write_chains(db, records, options, source, report, big=scan.streamed)
+        else:
+            _write_tasks(db, records, resolve_mapping(options.mapping, scan.columns), source, report)
+        if scan.streamed and _stamp(path) != scan.stamp:
+            raise CoiError(
+                f"{path.name} changed while it was imported", "Import it again when nothing writes to it."
+            )
+    progress.at(progress.total)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _write_chains(
+    db: sqlite_utils.Database,
+    records: Iterable[Record],
+    options: ImportOptions,
+    source: str,
+    report: ImportReport,
+    *,
+    big: bool,
+) -> None:
+    repeats = FileRepeats(db) if big else Repeats()
+    for batch in _batches(records):
+        write_chains(
+            db, build_chains(batch, options.mapping, options.status, source, report, repeats), report
+        )
+    if isinstance(repeats, FileRepeats):
+        repeats.close()
+
+
+def _write_tasks(
+    db: sqlite_utils.Database,
+    records: Iterable[Record],
+    resolved: dict[str, str | None],
+    source: str,
+    report: ImportReport,
+) -> None:
+    for batch in _batches(records):
+        counts = insert_tasks(db, build_tasks(batch, resolved, source, report))
+        report.imported += counts.added
+        report.duplicates += counts.duplicates
 
 
 def preview_rows(
@@ -538,8 +529,21 @@ def preview_rows(
 
 
 def preview(
-    path: str | Path, fmt: str = "auto", max_bytes: int = 200 * 1024 * 1024, rows: int = 20
+    path: str | Path,
+    fmt: str = "auto",
+    max_bytes: int | None = None,
+    rows: int = 20,
+    on_progress: Progress | None = None,
 ) -> Loaded:
-    """Records for the Data page's preview (the first ``rows``), the detected format and the columns."""
-    loaded = load_records(Path(path), fmt, max_bytes)
-    return Loaded(loaded.format, loaded.records[:rows], loaded.columns)
+    """The Data page's preview: the chosen format, the first ``rows`` records and the columns.
+
+    It reads and checks the whole file (in bounded memory), so a bad record shows before the import;
+    ``on_progress(bytes read, file size)`` follows that read.
+    """
+    path = Path(path)
+    limit = env.import_max_bytes() if max_bytes is None else max_bytes
+    progress = _Progress(on_progress)
+    progress.total = path.stat().st_size if on_progress and path.is_file() else 0
+    scan = scan_file(path, fmt, limit, keep=rows, on_bytes=progress.at)
+    progress.at(progress.total)
+    return Loaded(scan.format, scan.head, scan.columns)

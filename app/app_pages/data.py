@@ -58,6 +58,37 @@ def forget_uploads() -> None:
         shutil.rmtree(Path(path).parent, ignore_errors=True)
 
 
+def progress_to(bar, label: str):
+    """An ``on_progress(done, total)`` that moves a ``st.progress`` bar."""
+
+    def show(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total), text=f"{label}… {done / total:.0%}")
+
+    return show
+
+
+def checked_preview(path: Path, fmt: str):
+    """The preview (the whole file is read and checked), once per file version and format: a big
+    file takes a while, and the page reruns on every widget change."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    key = (str(path), fmt, stat.st_size, stat.st_mtime_ns) if stat else None
+    cache = ss.setdefault("data_previews", {})
+    if key in cache:
+        return cache[key]
+    bar = st.progress(0.0, text="Checking the file…")
+    try:
+        loaded = guarded(preview, path, fmt, on_progress=progress_to(bar, "Checking the file"))
+    finally:
+        bar.empty()
+    if loaded is not None and key:
+        cache.clear()  # one file at a time: the cache holds only its first rows
+        cache[key] = loaded
+    return loaded
+
+
 def mapping_form(columns: list[str]) -> FieldMapping:
     """One selectbox per task field, preset to the column the defaults would pick."""
     auto = FieldMapping().resolve(columns)
@@ -83,12 +114,17 @@ def import_section() -> None:
         key="import_path",
     )
     typed = typed.strip()
+    if upload and typed:
+        st.info(
+            "Both a file and a path are given: the uploaded file is the one imported. "
+            "Remove the upload to import the path instead."
+        )
     # A typed path must be an importable file in an import folder (store.paths); an upload is our own temp file.
     path = uploaded_path(upload) if upload else (guarded(typed_import_path, actor, typed) if typed else None)
     if path is None:
         return
     fmt = st.selectbox("Format", FORMATS, help="auto: by extension and content; coi = the paper's chains")
-    loaded = guarded(preview, path, fmt)
+    loaded = checked_preview(path, fmt)
     if loaded is None:
         if upload:
             forget_uploads()  # a file that cannot be imported leaves nothing behind
@@ -107,12 +143,18 @@ def import_section() -> None:
     widths = {name: st.column_config.TextColumn(width="medium") for name in (rows[0] if rows else {})}
     st.dataframe(rows, hide_index=True, key="import_preview", column_config=widths)
     if st.button("Import", type="primary", key="import_button"):
+        bar = st.progress(0.0, text="Importing…")
         try:
             with open_db(db_path()) as db:
                 ss["data_report"] = guarded(
-                    import_file, db, path, ImportOptions(loaded.format, mapping, status)
+                    import_file,
+                    db,
+                    path,
+                    ImportOptions(loaded.format, mapping, status),
+                    on_progress=progress_to(bar, "Importing"),
                 )
         finally:
+            bar.empty()
             if upload:
                 forget_uploads()
     report = ss.get("data_report")

@@ -87,6 +87,24 @@ def test_coi_path_import_with_status_and_bad_file_error(db_path, tmp_path):
     assert "not UTF-8" in at.error[0].value
 
 
+def test_upload_and_typed_path_together_say_the_upload_wins_and_import_it(db_path, tmp_path):
+    path = tmp_path / "paper.json"
+    path.write_text(json.dumps(COI), "utf-8")
+    at = start()
+    at.text_input[0].input(str(path))
+    at.file_uploader[0].upload(
+        "mine.jsonl", "".join(json.dumps(r) + "\n" for r in TASKS).encode(), "application/jsonl"
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert any("the uploaded file is the one imported" in i.value for i in at.info)
+    at.button(key="import_button").click()
+    at.run()
+    assert at.success[0].value.startswith("Imported 5 tasks in")  # the upload, not the typed chains file
+    with connect(db_path) as db:
+        assert count_tasks(db) == 5
+
+
 def test_browse_tasks_and_chains_with_search_and_pages(db_path):
     with connect(db_path) as db:
         load_sample_data(db)

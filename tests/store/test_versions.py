@@ -152,3 +152,14 @@ def test_hf_zip_holds_a_loadable_datasetdict(filled, tmp_path):
     zipfile.ZipFile(io.BytesIO(version_zip(filled, vid, "hf"))).extractall(tmp_path / "x")
     loaded = datasets.load_from_disk(str(tmp_path / "x"))
     assert loaded["train"].num_rows == len(version_records(filled, vid, "train"))
+
+
+def test_get_chains_takes_more_ids_than_sqlite_allows_in_one_statement(db):
+    """A freeze of a million-chain database asks for hundreds of thousands of chains at once."""
+    from store.chains import get_chains
+
+    first, second = add_chain(db, "a", 2, "x"), add_chain(db, "b", 3, "y")
+    ids = [second, *range(10_000_000, 10_300_000), first]  # 300,002 ids: past the 250,000-variable cap
+    chains = get_chains(db, ids)
+    assert [c.id for c in chains] == [second, first]
+    assert [len(c.steps) for c in chains] == [3, 2]
