@@ -23,7 +23,7 @@ import sqlite_utils
 
 from store import env as env_vars
 from store.access import LOGIN_SECRETS
-from store.db import connect, default_db_path, utcnow
+from store.db import connect, database_file, default_db_path, utcnow
 from store.errors import CoiError
 from store.jobs import Job, finish_job, get_job, update_job
 
@@ -66,7 +66,7 @@ def launch(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [*(launcher or [sys.executable]), "-m", module, "--job", str(job_id), *(extra_args or [])]
     inherited = {k: v for k, v in os.environ.items() if k not in LOGIN_SECRETS}
-    child_env = {**inherited, **(env or {}), "COI_DB": _db_file(db), "PYTHONUNBUFFERED": "1"}
+    child_env = {**inherited, **(env or {}), "COI_DB": database_file(db), "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv,
@@ -90,10 +90,6 @@ def launch(
         ended_at=None,
     )
     return proc.pid
-
-
-def _db_file(db: sqlite_utils.Database) -> str:
-    return db.execute("PRAGMA database_list").fetchone()[2]
 
 
 def _project_root() -> Path:
