@@ -154,6 +154,8 @@ class AppTestSession:
         raise RuntimeError(f"no editor for chain {chain_id} step {position} on the page")
 
     def load(self, chain_id: int) -> tuple[int, int]:
+        if not any(t.key == "search" for t in self.at.sidebar.text_input):
+            self._run()  # a save redrew only the page's fragments; AppTest shows the sidebar after a full run
         self.at.sidebar.text_input(key="search").set_value(f"#{chain_id}")
         self._run()
         if "review_conflict" in self.at.session_state:

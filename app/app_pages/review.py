@@ -259,43 +259,19 @@ def show_changes_since(chain, seen: int) -> None:
 
 
 def decision_bar(chain, comp: dict | None, seen: int) -> None:
-    cols = st.columns([1, 1, 1, 1, 1, 1, 3])
-    cols[0].button(
-        "Accept",
-        type="primary",
-        shortcut="A",
-        key="accept",
-        on_click=rs.on_decide,
-        args=(chain.id, "accept", seen),
-    )
-    cols[1].button(
-        "Reject", shortcut="X", key="reject", on_click=rs.on_decide, args=(chain.id, "reject", seen)
-    )
-    cols[2].button("Skip", shortcut="S", key="skip", on_click=rs.on_decide, args=(chain.id, "skip", seen))
-    cols[3].button(
-        "Undo",
-        shortcut="U",
-        key="undo",
-        help="Undo your last edit or decision",
-        on_click=rs.on_undo,
-        args=(chain.id, seen),
-    )
-    cols[4].button(
-        "◀ Prev",
-        shortcut="K",
-        key="prev_chain",
-        help="Previous chain on this page (K)",
-        on_click=rs.on_move,
-        args=(chain.id, -1),
-    )
-    cols[5].button(
-        "Next ▶",
-        shortcut="J",
-        key="next_chain",
-        help="Next chain on this page (J)",
-        on_click=rs.on_move,
-        args=(chain.id, 1),
-    )
+    # (label, shortcut, key, help, callback, its arguments): one button each, the reason box last.
+    buttons = [
+        ("Accept", "A", "accept", None, rs.on_decide, (chain.id, "accept", seen)),
+        ("Reject", "X", "reject", None, rs.on_decide, (chain.id, "reject", seen)),
+        ("Skip", "S", "skip", None, rs.on_decide, (chain.id, "skip", seen)),
+        ("Undo", "U", "undo", "Undo your last edit or decision", rs.on_undo, (chain.id, seen)),
+        ("◀ Prev", "K", "prev_chain", "Previous chain on this page (K)", rs.on_move, (chain.id, -1)),
+        ("Next ▶", "J", "next_chain", "Next chain on this page (J)", rs.on_move, (chain.id, 1)),
+    ]
+    cols = st.columns([1] * len(buttons) + [3])
+    for col, (label, shortcut, key, help_, on_click, args) in zip(cols, buttons):
+        kind = "primary" if key == "accept" else "secondary"
+        col.button(label, type=kind, shortcut=shortcut, key=key, help=help_, on_click=on_click, args=args)
     cols[6].selectbox(
         "Reject reason", rv.REJECT_TAGS, format_func=lambda t: t or "(no reason)", key="reject_tag"
     )
