@@ -209,7 +209,7 @@ def test_an_endpoint_listed_in_streamlit_secrets_gets_the_secrets_key(db_path, o
 def test_regenerate_in_review_follows_the_rule(db, operator_env, listed):
     from pipeline.llm import SETTING_BASE_URL, SETTING_MODEL
     from store.settings import set_setting
-    from tests.app.test_review_page import edit_step, make_chain
+    from tests.app.test_review_page import edit_step, make_chain, wait_regen
 
     cid = make_chain(db)
     with ScriptedLLMServer() as server:
@@ -221,5 +221,7 @@ def test_regenerate_in_review_follows_the_rule(db, operator_env, listed):
         edit_step(at, cid, 1, "corrected one")
         at.button(key="regen").click().run()
         assert not at.exception, at.exception
+        job = wait_regen(db, cid, at)  # the regeneration job's own process called the endpoint
+        assert job.status == "succeeded", job.error
         assert server.request_count > 0
         assert _key_arrived(server) == listed, server.authorizations
