@@ -109,7 +109,7 @@ def open_next(after: int, step: int = 1) -> None:
 # -- actions -------------------------------------------------------------------------------------------
 @callback(COUNTS, AGREEMENT, QUEUE, CHAIN)
 def on_decide(chain_id: int, decision: str, seen: int) -> None:
-    reason = ss.get("reject_tag") or "" if decision == "reject" else ""
+    reason = (ss.get("reject_tag") or "") if decision == "reject" else ""
     if decision == "skip":
         ok = run_action(rv.decide, chain_id, decision, reviewer=me(), expected_version=seen) is not None
         if ok:
